@@ -1,0 +1,100 @@
+# mxguard - qmail-style Makefile: conf-cc and conf-ld hold the compile and link commands,
+# every object and its headers are listed by hand. Build elsewhere with
+#   make -C dir -f ../Makefile SRC=..   (the sanitizer build in make check does this)
+
+SRC ?= .
+vpath %.c $(SRC)
+vpath %.h $(SRC)
+vpath conf-% $(SRC)
+
+COMPILE = $(shell head -n 1 $(SRC)/conf-cc) -iquote $(SRC) $(EXTRA_CFLAGS)
+LOAD = $(shell head -n 1 $(SRC)/conf-ld) $(EXTRA_LDFLAGS)
+QMAILHOME = $(shell head -n 1 $(SRC)/conf-qmail)
+# static: a session must not pay the dynamic loader for these (see conf-ld)
+LIBS = -Wl,-Bstatic -lowfat -lcares -lssl -lcrypto -Wl,-Bdynamic -ldl -lpthread
+
+SMTPD_OBJS = smtpd.o addr.o control.o data.o instruct.o io.o log.o queue.o stock.o
+PROGS = mxguard-smtpd qq-maildir
+TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
+  tests/t_instruct tests/t_log tests/t_stock tests/fakeclient
+BENCHPROGS = bench/banner bench/qq-sink
+
+default: $(PROGS)
+
+all: $(PROGS) $(TESTPROGS) $(BENCHPROGS)
+
+mxguard-smtpd: $(SMTPD_OBJS) conf-ld
+	$(LOAD) -o $@ $(SMTPD_OBJS) $(LIBS)
+
+qq-maildir: qq-maildir.o conf-ld
+	$(LOAD) -o $@ qq-maildir.o $(LIBS)
+
+smtpd.o: smtpd.c addr.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h stock.h conf-cc
+	$(COMPILE) -c $(SRC)/smtpd.c -o $@
+addr.o: addr.c addr.h conf-cc
+	$(COMPILE) -c $(SRC)/addr.c -o $@
+control.o: control.c control.h conf-cc conf-qmail
+	$(COMPILE) -DAUTO_QMAIL='"$(QMAILHOME)"' -c $(SRC)/control.c -o $@
+data.o: data.c data.h conf-cc
+	$(COMPILE) -c $(SRC)/data.c -o $@
+instruct.o: instruct.c instruct.h conf-cc
+	$(COMPILE) -c $(SRC)/instruct.c -o $@
+io.o: io.c io.h conf-cc
+	$(COMPILE) -c $(SRC)/io.c -o $@
+log.o: log.c log.h conf-cc
+	$(COMPILE) -c $(SRC)/log.c -o $@
+queue.o: queue.c queue.h conf-cc
+	$(COMPILE) -c $(SRC)/queue.c -o $@
+stock.o: stock.c stock.h control.h decision.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/stock.c -o $@
+qq-maildir.o: qq-maildir.c conf-cc
+	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
+
+# test and benchmark programs
+tests/.dir bench/.dir:
+	mkdir -p $(@D) && touch $@
+tests/qq-recorder: tests/qq-recorder.c conf-cc conf-ld tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/qq-recorder.c $(LIBS)
+tests/fakeclient: tests/fakeclient.c conf-cc tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/fakeclient.c
+tests/t_addr: tests/t_addr.c addr.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_addr.c addr.o $(LIBS)
+tests/t_control: tests/t_control.c control.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_control.c control.o $(LIBS)
+tests/t_data: tests/t_data.c data.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_data.c data.o $(LIBS)
+tests/t_queue: tests/t_queue.c queue.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o $(LIBS)
+tests/t_instruct: tests/t_instruct.c instruct.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o $(LIBS)
+tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
+tests/t_stock: tests/t_stock.c stock.o control.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_stock.c stock.o control.o $(LIBS)
+bench/banner: bench/banner.c conf-cc bench/.dir
+	$(COMPILE) -o $@ $(SRC)/bench/banner.c
+bench/qq-sink: bench/qq-sink.c conf-cc bench/.dir
+	$(COMPILE) -o $@ $(SRC)/bench/qq-sink.c
+
+# libFuzzer targets (clang only)
+FUZZCC = clang -std=gnu99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -iquote $(SRC)
+tests/fuzz_smtpd: tests/fuzz_smtpd.c addr.c data.c tests/.dir
+	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_smtpd.c $(SRC)/addr.c $(SRC)/data.c -l:libowfat.a
+
+deps:
+	$(SRC)/install-deps
+
+demo: deps $(PROGS)
+	$(SRC)/tests/demo
+
+check: deps
+	$(SRC)/tests/check
+
+bench: all
+	$(SRC)/bench/run
+
+clean:
+	rm -f *.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/.dir bench/.dir
+	rm -rf san
+
+.PHONY: default all deps demo check bench clean

@@ -1,0 +1,21 @@
+/* instruct.h - ipsvd-style per-client instructions from a cdb */
+#ifndef INSTRUCT_H
+#define INSTRUCT_H
+#include <stralloc.h>
+
+#define INSTRUCT_DEFAULT "control/instruct.cdb"
+#define INSTRUCT_VALUE_MAX 65536  /* a bigger value is treated as broken */
+
+enum { INSTRUCT_NONE = 0, INSTRUCT_ALLOW = 1, INSTRUCT_DENY = 2, INSTRUCT_EXEC = 3,
+       INSTRUCT_ERROR = -1 };
+
+/* instruct_path - $INSTRUCTCDB, else control/instruct.cdb; "" when switched off */
+const char *instruct_path(void);
+
+/* instruct_apply - find the entry for ip (and host, may be 0) in the cdb at path, apply its
+ * I lines to the environment. NONE: no cdb or no entry; ALLOW: I entry applied; DENY: D;
+ * EXEC: X, the command is in cmd; ERROR: unreadable or broken cdb (421). *key is set to the
+ * key that matched. Each ignored line is reported through warn(). */
+int instruct_apply(const char *path, const char *ip, const char *host, stralloc *cmd,
+                   const char **key, void (*warn)(const char *why, const char *line));
+#endif

@@ -1,0 +1,178 @@
+/* io.c - everything that waits on the client. Reads come through netread(), the op of the
+ * libowfat buffer on fd 0: it flushes pending output first (that is what makes PIPELINING
+ * work, as qmail's saferead does), then poll()s the client together with the descriptors
+ * that other modules registered (DNS sockets), so their answers are processed while the
+ * client talks. Every read and write has a deadline (control/timeoutsmtpd); a timeout is
+ * reported to the caller, a failed write ends the process through io_die. Command lines are
+ * bounded: a line over the limit is discarded up to its LF and reported as IO_LONG. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <poll.h>
+#include "io.h"
+
+static ssize_t netread(int fd, char *buf, size_t len);
+static ssize_t netwrite(int fd, const char *buf, size_t len);
+
+static char inbuf[IO_INSIZE];
+static char outbuf[IO_OUTSIZE];
+buffer io_in = BUFFER_INIT(netread, 0, inbuf, sizeof inbuf);
+buffer io_out = BUFFER_INIT(netwrite, 1, outbuf, sizeof outbuf);
+void (*io_die)(int why);
+
+static long timeout_ms = 1200000;
+static const struct io_watch *watches[IO_WATCH_MAX];
+static const struct io_tls *tls;
+
+void io_init(int fdin, int fdout)
+{
+  io_in.fd = fdin;
+  io_out.fd = fdout;
+}
+
+void io_settimeout(unsigned long seconds)
+{
+  timeout_ms = seconds > 86400UL * 365 ? 86400L * 365 * 1000 : (long)seconds * 1000;
+}
+
+long long io_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int io_watch_add(const struct io_watch *w)
+{
+  int i;
+  for (i = 0; i < IO_WATCH_MAX; ++i)
+    if (!watches[i]) { watches[i] = w; return 0; }
+  return -1;
+}
+
+void io_watch_del(const struct io_watch *w)
+{
+  int i;
+  for (i = 0; i < IO_WATCH_MAX; ++i)
+    if (watches[i] == w) watches[i] = 0;
+}
+
+void io_settls(const struct io_tls *t) { tls = t; }
+
+/* waitfor - poll fd for events (if fd >= 0) and serve the watches until deadline.
+ * 1: fd ready; 0: deadline passed */
+static int waitfor(int fd, short events, long long deadline)
+{
+  struct pollfd p[IO_POLL_MAX];
+  int idx[IO_WATCH_MAX + 1], i, n;
+  for (;;) {
+    long long now = io_now_ms();
+    long wait;
+    if (now >= deadline) return 0;
+    wait = deadline - now > 86400000 ? 86400000 : (long)(deadline - now);
+    n = 0;
+    if (fd >= 0) { p[0].fd = fd; p[0].events = events; p[0].revents = 0; n = 1; }
+    for (i = 0; i < IO_WATCH_MAX; ++i) {
+      idx[i] = n;
+      if (!watches[i]) continue;
+      n += watches[i]->fill(p + n, IO_POLL_MAX - n, watches[i]->ctx);
+      if (watches[i]->timeout_ms) {
+        long t = watches[i]->timeout_ms(watches[i]->ctx);
+        if (t >= 0 && t < wait) wait = t;
+      }
+    }
+    idx[IO_WATCH_MAX] = n;
+    if (poll(p, n, wait) == -1) {
+      if (errno == EINTR) continue;
+      return 1;  /* let the read or write report the error */
+    }
+    for (i = 0; i < IO_WATCH_MAX; ++i)
+      if (watches[i]) watches[i]->ready(p + idx[i], idx[i + 1] - idx[i], watches[i]->ctx);
+    if (fd >= 0 && p[0].revents) return 1;
+  }
+}
+
+static ssize_t netread(int fd, char *buf, size_t len)
+{
+  long long deadline;
+  short ev = POLLIN;
+  if (buffer_flush(&io_out) == -1) return -1;
+  deadline = io_now_ms() + timeout_ms;
+  for (;;) {
+    ssize_t r;
+    int want = 0;
+    if (!waitfor(fd, ev, deadline)) { errno = ETIMEDOUT; return -1; }
+    if (tls) r = tls->read(tls->ctx, buf, len, &want);
+    else r = read(fd, buf, len);
+    if (r >= 0) return r;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+    ev = want == POLLOUT ? POLLOUT : POLLIN;
+    if (tls && ev == POLLOUT) fd = io_out.fd;
+  }
+}
+
+static ssize_t netwrite(int fd, const char *buf, size_t len)
+{
+  long long deadline = io_now_ms() + timeout_ms;
+  short ev = POLLOUT;
+  for (;;) {
+    ssize_t w;
+    int want = 0;
+    if (!waitfor(fd, ev, deadline)) break;
+    if (tls) w = tls->write(tls->ctx, buf, len, &want);
+    else w = write(fd, buf, len);
+    if (w > 0) return w;
+    if (w == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+    ev = want == POLLIN ? POLLIN : POLLOUT;
+    if (tls) fd = ev == POLLIN ? io_in.fd : io_out.fd;
+  }
+  io_die(IO_DIE_WRITE);
+  return -1;
+}
+
+ssize_t io_fill(void)
+{
+  ssize_t n = buffer_feed(&io_in);
+  if (n > 0) return n;
+  if (n == 0) return IO_EOF;
+  return errno == ETIMEDOUT ? IO_TIMEOUT : IO_ERROR;
+}
+
+size_t io_buffered(void) { return io_in.n - io_in.p; }
+
+void io_discard_input(void) { io_in.p = io_in.n = 0; }
+
+int io_getline(char *line, size_t size, size_t *len)
+{
+  size_t have = 0;
+  int toolong = 0;
+  for (;;) {
+    ssize_t n = io_fill();
+    char *p, *nl;
+    size_t take;
+    if (n <= 0) return (int)n;
+    p = buffer_peek(&io_in);
+    nl = memchr(p, '\n', (size_t)n);
+    take = nl ? (size_t)(nl - p) : (size_t)n;
+    if (!toolong) {
+      if (take > size - 1 - have) toolong = 1;
+      else { memcpy(line + have, p, take); have += take; }
+    }
+    buffer_seek(&io_in, nl ? take + 1 : take);
+    if (nl) break;
+  }
+  if (toolong) return IO_LONG;
+  if (have && line[have - 1] == '\r') --have;
+  line[have] = 0;
+  *len = have;
+  return IO_LINE;
+}
+
+int io_wait(long ms, int watch_client)
+{
+  long long deadline = io_now_ms() + ms;
+  if (watch_client && io_buffered()) return 1;
+  buffer_flush(&io_out);
+  return waitfor(watch_client ? io_in.fd : -1, POLLIN, deadline);
+}
