@@ -16,7 +16,7 @@ LIBS = -Wl,-Bstatic -lowfat -lcares -lssl -lcrypto -Wl,-Bdynamic -ldl -lpthread
 SMTPD_OBJS = smtpd.o addr.o control.o data.o instruct.o io.o log.o queue.o stock.o
 PROGS = mxguard-smtpd qq-maildir
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
-  tests/t_instruct tests/t_log tests/t_stock tests/fakeclient
+  tests/t_instruct tests/t_log tests/t_stock
 BENCHPROGS = bench/banner bench/qq-sink
 
 default: $(PROGS)
@@ -55,8 +55,6 @@ tests/.dir bench/.dir:
 	mkdir -p $(@D) && touch $@
 tests/qq-recorder: tests/qq-recorder.c conf-cc conf-ld tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/qq-recorder.c $(LIBS)
-tests/fakeclient: tests/fakeclient.c conf-cc tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/fakeclient.c
 tests/t_addr: tests/t_addr.c addr.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_addr.c addr.o $(LIBS)
 tests/t_control: tests/t_control.c control.o tests/check.h tests/.dir
