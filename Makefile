@@ -8,10 +8,11 @@ vpath %.h $(SRC)
 vpath conf-% $(SRC)
 
 COMPILE = $(shell head -n 1 $(SRC)/conf-cc) -iquote $(SRC) $(EXTRA_CFLAGS)
-LOAD = $(shell head -n 1 $(SRC)/conf-ld) $(EXTRA_LDFLAGS)
+LOAD = $(shell head -n 1 $(SRC)/conf-ld)
+LINK = $(LOAD) $(EXTRA_LDFLAGS)
 QMAILHOME = $(shell head -n 1 $(SRC)/conf-qmail)
-# static: a session must not pay the dynamic loader for these (see conf-ld)
-LIBS = -Wl,-Bstatic -lowfat -lcares -lssl -lcrypto -Wl,-Bdynamic -ldl -lpthread
+# linked statically by conf-ld: a session must not pay the dynamic loader for these
+LIBS = -lowfat -lcares -lssl -lcrypto
 
 SMTPD_OBJS = smtpd.o addr.o control.o data.o instruct.o io.o log.o queue.o stock.o
 PROGS = mxguard-smtpd qq-maildir
@@ -24,10 +25,10 @@ default: $(PROGS)
 all: $(PROGS) $(TESTPROGS) $(BENCHPROGS)
 
 mxguard-smtpd: $(SMTPD_OBJS) conf-ld
-	$(LOAD) -o $@ $(SMTPD_OBJS) $(LIBS)
+	$(LINK) -o $@ $(SMTPD_OBJS) $(LIBS)
 
 qq-maildir: qq-maildir.o conf-ld
-	$(LOAD) -o $@ qq-maildir.o $(LIBS)
+	$(LINK) -o $@ qq-maildir.o $(LIBS)
 
 smtpd.o: smtpd.c addr.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h stock.h conf-cc
 	$(COMPILE) -c $(SRC)/smtpd.c -o $@
