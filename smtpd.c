@@ -447,6 +447,7 @@ static void instructions(void)
   }
   if (r == INSTRUCT_EXEC) {
     char *argv[] = {"/bin/sh", "-c", cmd.s, 0};
+    signal(SIGPIPE, SIG_DFL);  /* as tcpsvd would have started it */
     execv("/bin/sh", argv);
     die_control("/bin/sh");
   }
