@@ -70,10 +70,11 @@ tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
 tests/t_stock: tests/t_stock.c stock.o control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_stock.c stock.o control.o $(LIBS)
-bench/banner: bench/banner.c conf-cc bench/.dir
-	$(COMPILE) -o $@ $(SRC)/bench/banner.c
-bench/qq-sink: bench/qq-sink.c conf-cc bench/.dir
-	$(COMPILE) -o $@ $(SRC)/bench/qq-sink.c
+# linked as mxguard-smtpd is, so that they are fair floors
+bench/banner: bench/banner.c conf-cc conf-ld bench/.dir
+	$(COMPILE) -c $(SRC)/bench/banner.c -o bench/banner.o && $(LINK) -o $@ bench/banner.o
+bench/qq-sink: bench/qq-sink.c conf-cc conf-ld bench/.dir
+	$(COMPILE) -c $(SRC)/bench/qq-sink.c -o bench/qq-sink.o && $(LINK) -o $@ bench/qq-sink.o
 
 # libFuzzer targets (clang only)
 FUZZCC = clang -std=gnu99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -iquote $(SRC)
@@ -93,7 +94,7 @@ bench: all
 	$(SRC)/bench/run
 
 clean:
-	rm -f *.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/.dir bench/.dir
+	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/.dir bench/.dir
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean

@@ -93,19 +93,17 @@ int addr_parse(stralloc *addr, const char *arg, const stralloc *liphost)
     else if (ch == '"') { quoted = !quoted; continue; }
     if (!stralloc_append(addr, &ch)) return ADDR_NOMEM;
   }
+  if (!stralloc_0(addr)) return ADDR_NOMEM;  /* before pointing into it: it may move */
+  --addr->len;
   if (liphost) {
     const char *d = addr_domain(addr->s, addr->len);
     unsigned char ip[4];
-    if (d && *d == '[') {
-      if (!stralloc_0(addr)) return ADDR_NOMEM;
-      --addr->len;
-      if (addr_bracketip(d, ip)) {
-        int r = addr_ipme(ip);
-        if (r == -1) return ADDR_NOIPME;
-        if (r) {
-          addr->len = (size_t)(d - addr->s);
-          if (!stralloc_cat(addr, liphost)) return ADDR_NOMEM;
-        }
+    if (d && *d == '[' && addr_bracketip(d, ip)) {
+      int r = addr_ipme(ip);
+      if (r == -1) return ADDR_NOIPME;
+      if (r) {
+        addr->len = (size_t)(d - addr->s);
+        if (!stralloc_cat(addr, liphost)) return ADDR_NOMEM;
       }
     }
   }

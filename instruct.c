@@ -92,7 +92,7 @@ int instruct_apply(const char *path, const char *ip, const char *host, stralloc 
                    const char **key, void (*warn)(const char *, const char *))
 {
   static stralloc v;
-  struct cdb c;
+  struct cdb c = {0};  /* libowfat's cdb_init frees what it finds first */
   int fd, r;
   unsigned len;
   char type;

@@ -35,7 +35,8 @@ void log_start(const char *event)
 
 void log_str(const char *key, const char *value)
 {
-  buffer_putm(&b, " ", key, "=", value);
+  if (value[strcspn(value, " \\\"=")]) log_client(key, value, strlen(value));
+  else buffer_putm(&b, " ", key, "=", value);
 }
 
 static void put_escaped(const char *s, size_t len)

@@ -5,6 +5,7 @@
  * a reply exactly as qmail's qmail_close() does: 11-40 permanent, everything else, a crash or
  * a failed wait temporary. Every write and the wait have a deadline: a qmail-queue that stops
  * reading or never exits is killed, and the client gets a 451. */
+#define _GNU_SOURCE  /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -46,62 +47,70 @@ static int ready(int fd, short events, long long until)
   }
 }
 
+static struct qq *current;  /* the one qmail-queue this process feeds */
+
+/* qqwrite - the buffer's op. It records a failure itself: Debian's libowfat 0.32
+ * buffer_flush() loses the -1 of its op (an int/ssize_t mix-up), so a failed or timed-out
+ * write would otherwise go unnoticed and a message could be lost after a 250. Once failed,
+ * it swallows what follows instead of waiting again. */
 static ssize_t qqwrite(int fd, const char *buf, size_t len)
 {
   long long until = now_ms() + deadline_ms;
+  if (current->err) return (ssize_t)len;
   for (;;) {
     ssize_t w;
-    if (!ready(fd, POLLOUT, until)) { errno = ETIMEDOUT; return -1; }
+    if (!ready(fd, POLLOUT, until)) break;
     w = write(fd, buf, len);
-    if (w >= 0 || (errno != EINTR && errno != EAGAIN)) return w;
+    if (w >= 0) return w;
+    if (errno != EINTR && errno != EAGAIN) break;
   }
+  current->err = 1;
+  return (ssize_t)len;
 }
 
-/* high - move fd above the three target descriptors of the child */
+/* high - a copy of fd above the child's three targets, without FD_CLOEXEC */
 static int high(int fd) { return fcntl(fd, F_DUPFD, 10); }
 
 static void child(int m, int e, int c)
 {
   const char *prog = getenv("QMAILQUEUE");
   char *argv[2];
-  if (!prog || !*prog) prog = "bin/qmail-queue";
+  if (!prog) prog = "bin/qmail-queue";
   if ((m = high(m)) == -1 || (e = high(e)) == -1 || (c = high(c)) == -1) _exit(120);
   if (dup2(m, 0) == -1 || dup2(e, 1) == -1 || dup2(c, QQ_ERRFD) == -1) _exit(120);
-  close(m); close(e); close(c);
+  close(m); close(e); close(c);  /* the pipes themselves are close-on-exec */
   argv[0] = (char *)prog;
   argv[1] = 0;
   execv(prog, argv);
   _exit(120);
 }
 
+static void closepair(int p[2]) { close(p[0]); close(p[1]); }
+
 int qq_open(struct qq *q)
 {
   int pm[2], pe[2], pc[2];
-  if (pipe(pm) == -1) return -1;
-  if (pipe(pe) == -1) { close(pm[0]); close(pm[1]); return -1; }
-  if (pipe(pc) == -1) { close(pm[0]); close(pm[1]); close(pe[0]); close(pe[1]); return -1; }
+  if (pipe2(pm, O_CLOEXEC) == -1) return -1;
+  if (pipe2(pe, O_CLOEXEC) == -1) { closepair(pm); return -1; }
+  if (pipe2(pc, O_CLOEXEC) == -1) { closepair(pm); closepair(pe); return -1; }
   q->pid = fork();
-  if (q->pid == -1) {
-    close(pm[0]); close(pm[1]); close(pe[0]); close(pe[1]); close(pc[0]); close(pc[1]);
-    return -1;
-  }
-  if (!q->pid) {
-    close(pm[1]); close(pe[1]); close(pc[0]);
-    child(pm[0], pe[0], pc[1]);
-  }
+  if (q->pid == -1) { closepair(pm); closepair(pe); closepair(pc); return -1; }
+  if (!q->pid) child(pm[0], pe[0], pc[1]);
   close(pm[0]); close(pe[0]); close(pc[1]);
   q->fdm = pm[1]; q->fde = pe[1]; q->fdc = pc[0];
-  fcntl(q->fdm, F_SETFD, FD_CLOEXEC);
-  fcntl(q->fde, F_SETFD, FD_CLOEXEC);
-  fcntl(q->fdc, F_SETFD, FD_CLOEXEC);
+  /* non-blocking, so that poll() deadlines hold even for a qmail-queue that stops reading */
+  fcntl(q->fdm, F_SETFL, O_NONBLOCK);
+  fcntl(q->fde, F_SETFL, O_NONBLOCK);
+  fcntl(q->fdc, F_SETFL, O_NONBLOCK);
   q->err = 0;
+  current = q;
   buffer_init(&q->b, qqwrite, q->fdm, q->buf, sizeof q->buf);
   return 0;
 }
 
 void qq_put(struct qq *q, const char *s, size_t len)
 {
-  if (!q->err && buffer_put(&q->b, s, len) == -1) q->err = 1;
+  if (!q->err) buffer_put(&q->b, s, len);
 }
 
 void qq_fail(struct qq *q) { q->err = 1; }
@@ -207,9 +216,8 @@ const char *qq_exitmsg(int exitcode)
 /* readerr - the custom error text, until EOF (the child exited) or the deadline; cut at
  * QQ_ERRTEXT_MAX bytes and at the first CR or LF so it cannot break the reply.
  * 1: EOF seen; 0: deadline passed */
-static int readerr(int fd, char *out, size_t *len)
+static int readerr(int fd, char *out, size_t *len, long long until)
 {
-  long long until = now_ms() + deadline_ms;
   char tmp[512];
   int cut = 0;
   *len = 0;
@@ -218,7 +226,7 @@ static int readerr(int fd, char *out, size_t *len)
     size_t i;
     if (!ready(fd, POLLIN, until)) return 0;
     r = read(fd, tmp, sizeof tmp);
-    if (r == -1 && errno == EINTR) continue;
+    if (r == -1 && (errno == EINTR || errno == EAGAIN)) continue;
     if (r <= 0) return 1;
     for (i = 0; i < (size_t)r && !cut; ++i) {
       if (tmp[i] == '\r' || tmp[i] == '\n' || !tmp[i] || *len == QQ_ERRTEXT_MAX) { cut = 1; break; }
@@ -227,12 +235,28 @@ static int readerr(int fd, char *out, size_t *len)
   }
 }
 
+/* waitfor - the child's exit before the deadline (it may close fd 6 and go on living):
+ * 1 exited, 0 deadline passed, -1 wait error */
+static int waitfor(int pid, int *wstat, long long until)
+{
+  int step = 1;
+  for (;;) {
+    int r = waitpid(pid, wstat, WNOHANG);
+    if (r == pid) return 1;
+    if (r == -1 && errno != EINTR) return -1;
+    if (now_ms() >= until) return 0;
+    poll(0, 0, step);
+    if (step < 50) step *= 2;
+  }
+}
+
 const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char *rcptto, size_t len)
 {
   static char custom[QQ_ERRTEXT_MAX + 1];
   size_t clen;
   int wstat, code, exited;
-  if (!q->err && buffer_flush(&q->b) == -1) q->err = 1;
+  long long until;
+  if (!q->err) buffer_flush(&q->b);
   close(q->fdm);
   buffer_init(&q->b, qqwrite, q->fde, q->buf, sizeof q->buf);
   qq_put(q, "F", 1);
@@ -240,13 +264,18 @@ const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char 
   qq_put(q, "", 1);
   qq_put(q, rcptto, len);
   qq_put(q, "", 1);
-  if (!q->err && buffer_flush(&q->b) == -1) q->err = 1;
+  if (!q->err) buffer_flush(&q->b);
   close(q->fde);
-  exited = readerr(q->fdc, custom, &clen);
+  until = now_ms() + deadline_ms;
+  exited = readerr(q->fdc, custom, &clen, until);
+  if (exited) exited = waitfor(q->pid, &wstat, until);
   close(q->fdc);
-  if (!exited) kill(q->pid, SIGKILL);
-  while (waitpid(q->pid, &wstat, 0) == -1)
-    if (errno != EINTR) return "Zqq waitpid surprise (#4.3.0)";
+  if (exited == -1) return "Zqq waitpid surprise (#4.3.0)";
+  if (!exited) {
+    kill(q->pid, SIGKILL);
+    while (waitpid(q->pid, &wstat, 0) == -1)
+      if (errno != EINTR) return "Zqq waitpid surprise (#4.3.0)";
+  }
   if (WIFSIGNALED(wstat)) return exited ? "Zqq crashed (#4.3.0)" : "Zqq timeout (#4.3.0)";
   code = WEXITSTATUS(wstat);
   if (code == 0) return q->err ? "Zqq read error (#4.3.0)" : "";

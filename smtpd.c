@@ -37,7 +37,7 @@ static int liphostok;
 static struct qq qq;
 static char line[SMTP_LINE_MAX + 1];
 static const char *curcmd = "CONNECT";
-static const char *curarg;
+static int parsed;  /* s.rcpt holds this command's address */
 static unsigned longlines;
 static int ending;
 static const char *auth_host;  /* argv of the AUTH forms, for auth.c */
@@ -118,12 +118,17 @@ static void end_session(int status, const char *why)
 
 static void die_write(int why) { (void)why; ending = 1; end_session(1, "write_error"); }
 
+/* log_context - who and what a refusal was about: only addresses of this transaction */
 static void log_context(void)
 {
+  int mail = !strcmp(curcmd, "MAIL");
   log_str("ip", s.remoteip);
   if (s.helo.len) log_clients("helo", s.helo.s);
-  if (s.seenmail || !strcmp(curcmd, "MAIL")) log_addr("from", s.mailfrom.s ? s.mailfrom.s : "");
-  if (!strcmp(curcmd, "RCPT") && s.rcpt.s) log_addr("to", s.rcpt.s);
+  if (mail && parsed) log_addr("from", s.rcpt.s);
+  if (!mail && s.mailfrom.s && (s.seenmail || !strcmp(curcmd, "DATA")))
+    log_addr("from", s.mailfrom.s);
+  if (!strcmp(curcmd, "RCPT") && parsed) log_addr("to", s.rcpt.s);
+  if (!strcmp(curcmd, "DATA")) log_ulong("nrcpt", s.nrcpt);
 }
 
 /* reply - the one way a reply reaches the client: writes it (text may hold several lines
@@ -202,15 +207,18 @@ static void die_barelf(void)
 }
 
 /* greet - a reply made of control/smtpgreeting (or me) and a tail */
-static void greet(int code, const char *tail)
+static void greet_why(int code, const char *tail, const char *why)
 {
   static stralloc t;
   struct decision d = DECISION_NONE;
   if (!stralloc_copy(&t, &greeting) || !stralloc_cats(&t, tail) || !stralloc_0(&t)) die_nomem();
   d.code = code;
   d.text = t.s;
+  d.reason = why;
   reply(&d);
 }
+
+static void greet(int code, const char *tail) { greet_why(code, tail, 0); }
 
 static void dohelo(const char *arg)
 {
@@ -223,7 +231,7 @@ static void dohelo(const char *arg)
 static int parse(const char *arg)
 {
   switch (addr_parse(&s.rcpt, arg, liphostok ? &liphost : 0)) {
-    case ADDR_OK: return 1;
+    case ADDR_OK: parsed = 1; return 1;
     case ADDR_TOOLONG: return 0;
     case ADDR_NOIPME: die_ipme(); break;
     default: die_nomem();
@@ -401,7 +409,7 @@ static void dispatch(char *l)
   for (c = commands; c->verb; ++c)
     if (!case_diffs(c->verb, l)) break;
   curcmd = c->name;
-  curarg = arg;
+  parsed = 0;
   if (log_on(LOG_DEBUG)) {
     log_start("command");
     log_clients("verb", l);
@@ -455,7 +463,9 @@ static void instructions(void)
     if (control_readline(&greeting, "control/smtpgreeting") != 1 &&
         control_readline(&greeting, "control/me") != 1)
       stralloc_copys(&greeting, "");
-    greet(554, " sorry, your address is not allowed to use this server (#5.7.1)");
+    curcmd = "CONNECT";
+    greet_why(554, " sorry, your address is not allowed to use this server (#5.7.1)",
+              "instruct_deny");
     end_session(1, "instruct_deny");
   }
 }
