@@ -1,0 +1,206 @@
+/* fuzz_smtpd - libFuzzer target for the two modules that see raw client bytes first.
+ * addr_parse: the input as a C string, with and without a localiphost; the result is
+ * NUL-terminated, holds no NUL, is no longer than the input (plus localiphost), agrees with
+ * ADDR_MAX, and the two runs differ only by a rewrite of a bracketed IP after the last @.
+ * blast_feed: the input (after two control bytes: split position and databytes limit) fed in two
+ * chunks; *used never exceeds the chunk, bytes never exceed the limit, the output is never
+ * longer than the input consumed, and output, hops, result and end position equal those of a
+ * byte-by-byte copy of qmail-smtpd's blast() (the same model as in t_data.c).
+ * Build: make tests/fuzz_smtpd (clang -fsanitize=fuzzer,address,undefined).
+ * Run:   tests/fuzz_smtpd -max_total_time=600 tests/fuzz-corpus tests/fuzz-seeds */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "addr.h"
+#include "data.h"
+
+static void fail(const char *why)
+{
+  fprintf(stderr, "fuzz_smtpd: invariant broken: %s\n", why);
+  abort();
+}
+
+/* ---- addr_parse ---- */
+
+static void fuzz_addr(const uint8_t *data, size_t size)
+{
+  static stralloc a, b, lip;
+  char *s = malloc(size + 1);
+  size_t slen;
+  int r, rl;
+  if (!s) return;
+  memcpy(s, data, size);
+  s[size] = 0;
+  slen = strlen(s);
+  if (!lip.len && !stralloc_copys(&lip, "lip.example.test")) fail("nomem");
+  r = addr_parse(&a, s, 0);
+  if (r != ADDR_OK && r != ADDR_TOOLONG) fail("addr_parse: unexpected return without liphost");
+  if (a.s[a.len] || strlen(a.s) != a.len) fail("addr_parse: not a C string of len bytes");
+  if (a.len > slen) fail("addr_parse: longer than its input");
+  if ((r == ADDR_OK) != (a.len <= ADDR_MAX)) fail("addr_parse: return disagrees with ADDR_MAX");
+  rl = addr_parse(&b, s, &lip);
+  if (rl == ADDR_NOIPME) { free(s); return; }
+  if (rl != ADDR_OK && rl != ADDR_TOOLONG) fail("addr_parse: unexpected return with liphost");
+  if (b.s[b.len] || strlen(b.s) != b.len) fail("addr_parse: liphost: not a C string");
+  if (b.len > slen + lip.len) fail("addr_parse: liphost: too long");
+  if ((rl == ADDR_OK) != (b.len <= ADDR_MAX)) fail("addr_parse: liphost: return disagrees");
+  if (a.len != b.len || memcmp(a.s, b.s, a.len)) {
+    /* only a rewrite: same text up to the last @, then [d.d.d.d] became lip */
+    const char *d = addr_domain(a.s, a.len);
+    unsigned char ip[4];
+    size_t pre;
+    if (!d || !addr_bracketip(d, ip)) fail("addr_parse: changed without a bracketed IP");
+    pre = (size_t)(d - a.s);
+    if (b.len != pre + lip.len || memcmp(a.s, b.s, pre) || memcmp(b.s + pre, lip.s, lip.len))
+      fail("addr_parse: rewrite is not prefix + liphost");
+  }
+  free(s);
+}
+
+/* ---- blast ---- */
+
+struct model {
+  char *out;
+  size_t outlen;
+  unsigned long bytestooverflow;
+  int failed;
+  unsigned long hops;
+};
+
+static void mput(struct model *m, char ch)
+{
+  if (m->bytestooverflow)
+    if (!--m->bytestooverflow) m->failed = 1;
+  if (!m->failed) m->out[m->outlen++] = ch;
+}
+
+/* model_blast - qmail-smtpd.c blast(), one byte at a time (see t_data.c) */
+static int model_blast(const char *in, size_t len, unsigned long limit, struct model *m,
+                       size_t *used)
+{
+  int state = 1, flaginheader = 1, pos = 0, flagmaybex = 1, flagmaybey = 1, flagmaybez = 1;
+  size_t i;
+  m->outlen = 0;
+  m->failed = 0;
+  m->hops = 0;
+  m->bytestooverflow = limit ? limit + 1 : 0;
+  for (i = 0; i < len; ++i) {
+    char ch = in[i];
+    if (flaginheader) {
+      if (pos < 9) {
+        if (ch != "delivered"[pos]) if (ch != "DELIVERED"[pos]) flagmaybez = 0;
+        if (flagmaybez) if (pos == 8) ++m->hops;
+        if (pos < 8)
+          if (ch != "received"[pos]) if (ch != "RECEIVED"[pos]) flagmaybex = 0;
+        if (flagmaybex) if (pos == 7) ++m->hops;
+        if (pos < 2) if (ch != "\r\n"[pos]) flagmaybey = 0;
+        if (flagmaybey) if (pos == 1) flaginheader = 0;
+        ++pos;
+      }
+      if (ch == '\n') { pos = 0; flagmaybex = flagmaybey = flagmaybez = 1; }
+    }
+    switch (state) {
+      case 0:
+        if (ch == '\n') { *used = i + 1; return BLAST_BARELF; }
+        if (ch == '\r') { state = 4; continue; }
+        break;
+      case 1:
+        if (ch == '\n') { *used = i + 1; return BLAST_BARELF; }
+        if (ch == '.') { state = 2; continue; }
+        if (ch == '\r') { state = 4; continue; }
+        state = 0;
+        break;
+      case 2:
+        if (ch == '\n') { *used = i + 1; return BLAST_BARELF; }
+        if (ch == '\r') { state = 3; continue; }
+        state = 0;
+        break;
+      case 3:
+        if (ch == '\n') { *used = i + 1; return BLAST_END; }
+        mput(m, '.');
+        mput(m, '\r');
+        if (ch == '\r') { state = 4; continue; }
+        state = 0;
+        break;
+      case 4:
+        if (ch == '\n') { state = 1; break; }
+        if (ch != '\r') { mput(m, '\r'); state = 0; }
+    }
+    mput(m, ch);
+  }
+  *used = len;
+  return BLAST_MORE;
+}
+
+struct sink {
+  char *s;
+  size_t len, cap;
+};
+
+static void sinkput(void *ctx, const char *s, size_t len)
+{
+  struct sink *k = ctx;
+  if (len > k->cap - k->len) fail("blast: output longer than input");
+  memcpy(k->s + k->len, s, len);
+  k->len += len;
+}
+
+static void fuzz_blast(const uint8_t *data, size_t size)
+{
+  struct blast b;
+  struct sink k;
+  struct model m;
+  size_t len, cut, used = 0, off = 0, mused;
+  unsigned long limit;
+  char *in, *buf, *mout;
+  int r = BLAST_MORE, mr, piece;
+  if (size < 2) return;
+  len = size - 2;
+  cut = len ? data[0] % (len + 1) : 0;
+  limit = data[1] < 128 ? 0 : (unsigned long)(data[1] - 127);
+  in = malloc(len + 1);
+  buf = malloc(len + 1);
+  k.s = malloc(len + 1);
+  mout = malloc(len + 1);
+  if (!in || !buf || !k.s || !mout) fail("nomem");
+  memcpy(in, data + 2, len);
+  memcpy(buf, in, len);
+  k.len = 0;
+  k.cap = len;
+  blast_init(&b, limit, sinkput, &k);
+  for (piece = 0; piece < 2 && r == BLAST_MORE; ++piece) {
+    size_t n = piece ? len - off : cut;
+    used = (size_t)-1;
+    r = blast_feed(&b, buf + off, n, &used);
+    if (used > n) fail("blast: *used > len");
+    if (r == BLAST_MORE && used != n) fail("blast: BLAST_MORE without consuming everything");
+    if (r != BLAST_MORE && memcmp(buf + off + used, in + off + used, n - used))
+      fail("blast: input after the end modified");
+    off += used;
+  }
+  if (limit && b.bytes > limit) fail("blast: bytes > limit");
+  if (b.bytes != k.len) fail("blast: bytes counter differs from output");
+  if (k.len > off) fail("blast: output longer than the input consumed");
+  m.out = mout;
+  mr = model_blast(in, len, limit, &m, &mused);
+  if (r != mr) fail("blast: result differs from qmail");
+  if (off != mused) fail("blast: end position differs from qmail");
+  if (b.hops != m.hops) fail("blast: hops differ from qmail");
+  if (r != BLAST_BARELF) {
+    if (k.len != m.outlen || memcmp(k.s, mout, k.len)) fail("blast: output differs from qmail");
+    if (b.overflow != m.failed) fail("blast: overflow differs from qmail");
+  } else if (k.len > m.outlen || memcmp(k.s, mout, k.len))
+    fail("blast: output before a bare LF is not a prefix of qmail's");
+  free(in);
+  free(buf);
+  free(k.s);
+  free(mout);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  fuzz_addr(data, size);
+  fuzz_blast(data, size);
+  return 0;
+}
