@@ -26,6 +26,7 @@
 #include "queue.h"
 #include "session.h"
 #include "stock.h"
+#include "valuser.h"
 
 #define SMTP_LINE_MAX 2048  /* bytes before the LF; Postfix's line_length_limit */
 #define LONGLINES_MAX 3     /* too-long command lines before the session is dropped */
@@ -54,6 +55,7 @@ static const struct check checks[] = {
   {"rcptmax", STAGE_RCPT, stock_rcptmax},
   {"badmailfrom", STAGE_RCPT, stock_badmailfrom},
   {"rcpthosts", STAGE_RCPT, stock_rcpthosts},
+  {"valuser", STAGE_RCPT, valuser_check},
   {"hops", STAGE_DATA_END, stock_hops},
   {"databytes", STAGE_DATA_END, stock_databytes},
 };
@@ -308,6 +310,10 @@ static void smtp_rcpt(const char *arg)
   ++s.rcpt_ok;
   if (!stralloc_0(&s.rcpt)) die_nomem();
   --s.rcpt.len;
+  {
+    unsigned ms = valuser_delay_ms();  /* harvest defence: slow down a client guessing users */
+    if (ms) io_wait((long)ms, 0);
+  }
   say(250, "ok");
 }
 
