@@ -76,7 +76,7 @@ tests/t_addr: tests/t_addr.c addr.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_addr.c addr.o $(LIBS)
 tests/t_control: tests/t_control.c control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_control.c control.o $(LIBS)
-tests/t_data: tests/t_data.c data.o tests/check.h tests/.dir
+tests/t_data: tests/t_data.c data.o tests/blast_model.h tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_data.c data.o $(LIBS)
 tests/t_queue: tests/t_queue.c queue.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o $(LIBS)
@@ -96,7 +96,7 @@ bench/qq-sink: bench/qq-sink.c conf-cc conf-ld bench/.dir
 
 # libFuzzer targets (clang only)
 FUZZCC = clang -std=gnu99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -iquote $(SRC)
-tests/fuzz_smtpd: tests/fuzz_smtpd.c addr.c data.c tests/.dir
+tests/fuzz_smtpd: tests/fuzz_smtpd.c tests/blast_model.h addr.c data.c tests/.dir
 	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_smtpd.c $(SRC)/addr.c $(SRC)/data.c -l:libowfat.a
 
 deps:
