@@ -239,14 +239,17 @@ static int readerr(int fd, char *out, size_t *len, long long until)
  * 1 exited, 0 deadline passed, -1 wait error */
 static int waitfor(int pid, int *wstat, long long until)
 {
-  int step = 1;
+  long step = 20000;  /* ns: the child is usually gone microseconds after closing fd 6 */
   for (;;) {
+    struct timespec ts;
     int r = waitpid(pid, wstat, WNOHANG);
     if (r == pid) return 1;
     if (r == -1 && errno != EINTR) return -1;
     if (now_ms() >= until) return 0;
-    poll(0, 0, step);
-    if (step < 50) step *= 2;
+    ts.tv_sec = 0;
+    ts.tv_nsec = step;
+    nanosleep(&ts, 0);
+    if (step < 50000000) step *= 2;
   }
 }
 
