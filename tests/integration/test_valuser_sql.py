@@ -155,6 +155,27 @@ def test_down(home, db):
         srv.stop()
 
 
+def test_users_tool(home, db):
+    """mxguard-users lists the SQL users and valias rows into its cdb, which then answers alone"""
+    fixture(home, "127.0.0.1|%d|smtpd|smtpdpw|vpopmail" % db.port)
+    cdbf = home + "/control/mxguard-users.cdb"
+    p = subprocess.run([os.path.join(BIN, "mxguard-users")], env=dict(os.environ, QMAILHOME=home),
+                       capture_output=True, text=True)
+    check(p.returncode == 0 and os.path.exists(cdbf), "sql: mxguard-users builds the cdb", p.stderr)
+    # with the server's settings gone, only the cdb can know these users
+    os.unlink(home + "/control/vpopmail.mysql")
+    srv = Server(home)
+    try:
+        cases = [("alice@sqld.example", 250), ("sales@sqld.example", 250),
+                 ("bob@sqld.example", 550), ("bounced@sqld.example", 550)]
+        got = session(srv.port, [a for a, _ in cases])
+        bad = [(a, w, r) for (a, w), r in zip(cases, got) if not r.startswith(str(w))]
+        check(not bad, "sql: mxguard-users' cdb answers for SQL users and valias", repr(bad))
+    finally:
+        srv.stop()
+        os.unlink(cdbf)
+
+
 if __name__ == "__main__":
     if not shutil.which("mariadbd"):
         print("FAIL test_valuser_sql: mariadbd not installed (run install-deps)")
@@ -166,6 +187,7 @@ if __name__ == "__main__":
         home = tmp + "/q"
         test_many_domains(home, db)
         test_other_forms(home, db)
+        test_users_tool(home, db)
         test_down(home, db)
     finally:
         if db:
