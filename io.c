@@ -93,16 +93,20 @@ static int waitfor(int fd, short events, long long deadline)
   }
 }
 
+/* netread - with TLS, read first: OpenSSL may hold decrypted bytes (SSL_pending) that no
+ * poll() on the socket would ever announce */
 static ssize_t netread(int fd, char *buf, size_t len)
 {
   long long deadline;
   short ev = POLLIN;
+  int first = tls != 0;
   if (buffer_flush(&io_out) == -1) return -1;
   deadline = io_now_ms() + timeout_ms;
   for (;;) {
     ssize_t r;
     int want = 0;
-    if (!waitfor(fd, ev, deadline)) { errno = ETIMEDOUT; return -1; }
+    if (!first && !waitfor(fd, ev, deadline)) { errno = ETIMEDOUT; return -1; }
+    first = 0;
     if (tls) r = tls->read(tls->ctx, buf, len, &want);
     else r = read(fd, buf, len);
     if (r >= 0) return r;
@@ -129,6 +133,23 @@ static ssize_t netwrite(int fd, const char *buf, size_t len)
   }
   io_die(IO_DIE_WRITE);
   return -1;
+}
+
+int io_handshake(int (*step)(void *ctx, int *want), void *ctx)
+{
+  long long deadline = io_now_ms() + timeout_ms;
+  for (;;) {
+    int want = POLLIN, r = step(ctx, &want);
+    if (r) return r;
+    if (!waitfor(want == POLLOUT ? io_out.fd : io_in.fd, want == POLLOUT ? POLLOUT : POLLIN,
+                 deadline))
+      return 0;
+  }
+}
+
+void io_forget(void)
+{
+  memset(io_in.x, 0, io_in.p);
 }
 
 ssize_t io_fill(void)

@@ -55,4 +55,10 @@ struct io_tls {
   void *ctx;
 };
 void io_settls(const struct io_tls *t);
+/* io_handshake - call step until it returns 1 (done) or -1 (failed); while it returns 0 it
+ * set *want to POLLIN or POLLOUT, and we wait for that within the read deadline.
+ * 1 done, -1 failed, 0 deadline passed */
+int io_handshake(int (*step)(void *ctx, int *want), void *ctx);
+/* io_forget - zero the input already consumed (AUTH secrets) */
+void io_forget(void);
 #endif

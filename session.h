@@ -6,6 +6,7 @@
 
 enum stage { STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_DATA_END };
 
+enum { DNS_UNKNOWN, DNS_OK, DNS_NONE, DNS_MISMATCH, DNS_TEMP };  /* DNS fact status */
 #define RCPT_MAX 1000   /* recipients per message (Postfix's smtpd_recipient_limit); then 452 */
 
 struct session {
@@ -18,6 +19,10 @@ struct session {
   stralloc helo;            /* HELO/EHLO argument, NUL-terminated; remotehost before any */
   int fakehelo;             /* helo differs from remotehost: Received shows (HELO ...) */
   int esmtp;                /* last greeting was EHLO */
+  int needhelo;             /* after STARTTLS: nothing but HELO/EHLO, NOOP, RSET, QUIT */
+  const char *tls;          /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once in TLS, else 0 */
+  const char *auth_user;    /* the AUTH user once authenticated, else 0 */
+  const char *auth_method;  /* "plain", "login", "cram-md5" */
 
   /* the transaction */
   int seenmail;             /* a MAIL was accepted since the last HELO/EHLO/RSET/DATA */
@@ -31,6 +36,12 @@ struct session {
   unsigned long msgbytes;   /* converted message bytes (without our Received) */
   int msgoverflow;          /* msgbytes went past databytes */
   unsigned long hops;       /* Received:/Delivered-To: header lines */
+
+  /* DNS facts, written only by dnsbl.c (DNS_UNKNOWN: not looked up) */
+  int rdns;                 /* the PTR: DNS_OK (rdns_name set), DNS_NONE, DNS_TEMP */
+  int fcrdns;               /* the PTR name's A/AAAA: DNS_OK, DNS_NONE, DNS_MISMATCH, DNS_TEMP */
+  const char *rdns_name;    /* the first PTR name (or TCPREMOTEHOST), else 0 */
+  int dnsbl_score;          /* sum of the weights of the lists that list the client */
 
   /* counters for the summary line */
   long long start_ms;

@@ -17,15 +17,18 @@
 #include <fmt.h>
 #include <stralloc.h>
 #include "addr.h"
+#include "auth.h"
 #include "control.h"
 #include "data.h"
 #include "decision.h"
+#include "dnsbl.h"
 #include "instruct.h"
 #include "io.h"
 #include "log.h"
 #include "queue.h"
 #include "session.h"
 #include "stock.h"
+#include "tls.h"
 #include "valuser.h"
 
 #define SMTP_LINE_MAX 2048  /* bytes before the LF; Postfix's line_length_limit */
@@ -43,6 +46,8 @@ static unsigned longlines;
 static int ending;
 static const char *auth_host;  /* argv of the AUTH forms, for auth.c */
 static char **auth_argv;
+static const char *tls_client;           /* a verified client certificate's e-mail */
+static const char *tls_client_why = "none";
 static struct { const char *reason; unsigned long n; } reasons[REASONS_MAX];
 
 /* the checks, in the order they run at each stage; the first opinion wins */
@@ -55,6 +60,8 @@ static const struct check checks[] = {
   {"rcptmax", STAGE_RCPT, stock_rcptmax},
   {"badmailfrom", STAGE_RCPT, stock_badmailfrom},
   {"rcpthosts", STAGE_RCPT, stock_rcpthosts},
+  {"dnsbl_mail", STAGE_MAIL, dnsbl_mail},
+  {"dnsbl", STAGE_RCPT, dnsbl_rcpt},
   {"valuser", STAGE_RCPT, valuser_check},
   {"hops", STAGE_DATA_END, stock_hops},
   {"databytes", STAGE_DATA_END, stock_databytes},
@@ -248,15 +255,37 @@ static void smtp_helo(const char *arg)
 {
   greet(250, "");
   s.seenmail = 0;
+  s.needhelo = 0;
   s.esmtp = 0;
   dohelo(arg);
 }
 
+/* auth_offer - AUTH is offered and allowed: configured, and not plaintext while TLS could
+ * be had (sagredo's FORCETLS, default on; FORCETLS=0 allows AUTH without TLS) */
+static int auth_offer(void)
+{
+  const char *x = getenv("FORCETLS");
+  if (!auth_enabled() || s.auth_user) return 0;
+  if (starttls_active() || (x && !strcmp(x, "0"))) return 1;
+  return !starttls_offer();
+}
+
 static void smtp_ehlo(const char *arg)
 {
-  greet(250, "\nPIPELINING\n8BITMIME");
+  static stralloc ext;
+  if (!stralloc_copys(&ext, starttls_offer() ? "\nSTARTTLS" : "") ||
+      !stralloc_cats(&ext, "\nPIPELINING\n8BITMIME"))
+    die_nomem();
+  if (auth_offer()) {
+    if (!stralloc_cats(&ext, "\n") || !stralloc_cats(&ext, auth_ehlo(0))) die_nomem();
+    if (auth_host && (!stralloc_cats(&ext, "\n") || !stralloc_cats(&ext, auth_ehlo(1))))
+      die_nomem();
+  }
+  if (!stralloc_0(&ext)) die_nomem();
+  greet(250, ext.s);
   s.seenmail = 0;
   s.esmtp = 1;
+  s.needhelo = 0;
   dohelo(arg);
 }
 
@@ -284,6 +313,11 @@ static void smtp_quit(const char *arg)
 static void smtp_mail(const char *arg)
 {
   struct decision d;
+  if (s.needhelo) { say_qmail(503, "EHLO first", "5.5.1", "order", 0); return; }
+  if (auth_required() && !s.auth_user) {
+    say_qmail(530, "Authorization required", "5.7.1", "authrequired", 0);
+    return;
+  }
   if (!parse(arg)) { err_syntax(); return; }
   d = run_checks(STAGE_MAIL);
   if (d.code >= 400) { reply(&d); return; }
@@ -315,6 +349,24 @@ static void smtp_rcpt(const char *arg)
     if (ms) io_wait((long)ms, 0);
   }
   say(250, "ok");
+}
+
+/* protocol - the Received line's "with" text: SMTP as stock qmail, ESMTPA after AUTH
+ * (RFC 3848), ESMTPS/ESMTPSA with the cipher as qmail-tls writes it */
+static const char *protocol(void)
+{
+  static stralloc p;
+  const char *c = starttls_cipher();
+  if (!c) return s.auth_user ? "ESMTPA" : "SMTP";
+  if (!stralloc_copys(&p, s.auth_user ? "ESMTPSA (" : "ESMTPS (") || !stralloc_cats(&p, c) ||
+      !stralloc_cats(&p, s.auth_user ? " encrypted, authenticated)" : " encrypted)"))
+    die_nomem();
+  if (tls_client &&
+      (!stralloc_cats(&p, "\n  (cert ") || !stralloc_cats(&p, tls_client) || !stralloc_cats(&p, ")")))
+    die_nomem();
+  if (!stralloc_0(&p))
+    die_nomem();
+  return p.s;
 }
 
 static void putqq(void *ctx, const char *x, size_t len) { qq_put(ctx, x, len); }
@@ -354,6 +406,8 @@ static void accepted(unsigned long qp)
     log_ulong("size", s.msgbytes);
     log_ulong("nrcpt", s.nrcpt);
     log_addr("from", s.mailfrom.s);
+    log_str("tls", starttls_version() ? starttls_version() : "no");
+    if (s.auth_user) log_clients("auth", s.auth_user);
     log_end();
   }
   say(250, buf);
@@ -374,8 +428,12 @@ static void smtp_data(const char *arg)
   if (qq_open(&qq) == -1) { say_qmail(451, "qqt failure", "4.3.0", "qqt", 0); return; }
   qp = (unsigned long)qq.pid;
   say(354, "go ahead");
-  qq_received(&qq, "SMTP", s.local, s.remoteip, s.remotehost, s.remoteinfo,
+  qq_received(&qq, protocol(), s.local, s.remoteip, s.remotehost, s.remoteinfo,
               s.fakehelo ? s.helo.s : 0);
+  {
+    const char *h = dnsbl_header();  /* tag-only DNSBL mode */
+    if (h) qq_put(&qq, h, strlen(h));
+  }
   blast(&b);
   s.hops = b.hops;
   s.msgbytes = b.bytes;
@@ -392,6 +450,177 @@ static void smtp_data(const char *arg)
   reply(&d);
 }
 
+/* tls_client_relay - qmail-tls: a client certificate that verifies against
+ * control/clientca.pem and whose emailAddress is in control/tlsclients may relay */
+static void tls_client_relay(void)
+{
+  const char *email = starttls_client(&tls_client_why);
+  int r = starttls_client_relay(email);
+  if (r == -1) die_control(STARTTLS_CLIENTS);
+  if (!r) { if (email) tls_client_why = "not in tlsclients"; return; }
+  tls_client = email;
+  if (!s.relayclient) s.relayclient = "";
+  if (setenv("RELAYCLIENT", s.relayclient, 1)) die_nomem();
+}
+
+static void log_tls(const char *result, const char *why)
+{
+  if (!log_on(result ? LOG_ERROR : LOG_INFO)) return;
+  log_start("tls");
+  log_str("ip", s.remoteip);
+  if (result) {
+    log_str("result", result);
+    log_clients("error", why);
+    log_end();
+    return;
+  }
+  log_str("version", starttls_version());
+  log_str("cipher", starttls_cipher());
+  if (starttls_sni()) log_str("sni", starttls_sni());
+  if (strcmp(tls_client_why, "none")) log_clients("cert", tls_client_why);
+  if (tls_client) log_clients("client", tls_client);
+  log_end();
+}
+
+/* tls_start - context, then (for STARTTLS) 220, then the handshake; a failed handshake
+ * ends the session: the client's stream is in an unknown state */
+static int tls_start(int implicit)
+{
+  static stralloc t;
+  const char *err = 0;
+  if (starttls_prepare(&err) == -1) {
+    log_tls("ctx_error", err);
+    if (implicit) end_session(1, "tls_ctx");
+    if (!stralloc_copys(&t, "TLS unable to initialize ctx: ") || !stralloc_cats(&t, err) ||
+        !stralloc_0(&t))
+      die_nomem();
+    say_qmail(454, t.s, "4.3.0", "tls_ctx", 0);
+    return -1;
+  }
+  if (!implicit) say(220, "ready for tls");
+  buffer_flush(&io_out);
+  io_discard_input();  /* plaintext pipelined after STARTTLS is never executed (CVE-2011-0411) */
+  if (starttls_handshake(&err) == -1) {
+    log_tls("handshake_failed", err);
+    end_session(1, "tls_handshake");
+  }
+  if (!stralloc_copys(&t, starttls_version()) || !stralloc_cats(&t, " ") ||
+      !stralloc_cats(&t, starttls_cipher()) || !stralloc_0(&t))
+    die_nomem();
+  s.tls = t.s;
+  if (starttls_sni() && !stralloc_copys(&greeting, starttls_sni())) die_nomem();
+  tls_client_relay();
+  log_tls(0, 0);
+  return 0;
+}
+
+static void auth_prompt(const char *text)
+{
+  say(334, text);
+  buffer_flush(&io_out);
+}
+
+static int auth_getline(char *buf, size_t size)
+{
+  size_t len;
+  int r = io_getline(buf, size, &len);
+  if (r == IO_TIMEOUT) { curcmd = "READ"; die_alarm(); }
+  io_forget();
+  if (r <= 0) die_read();
+  return r == IO_LONG ? 0 : 1;
+}
+
+static const char *relay0, *info0;  /* RELAYCLIENT, TCPREMOTEINFO before AUTH */
+
+static void setenv_or_unset(const char *name, const char *value)
+{
+  if (value ? setenv(name, value, 1) : unsetenv(name)) die_nomem();
+}
+
+/* auth_revoke - STARTTLS after a plaintext AUTH: forget it (RFC 3207 section 4.2) */
+static void auth_revoke(void)
+{
+  static const char *const vars[] = {"SMTPAUTHUSER", "SMTP_AUTH_USER", "SMTPAUTHMETHOD"};
+  size_t i;
+  if (!s.auth_user) return;
+  s.auth_user = s.auth_method = 0;
+  s.relayclient = relay0;
+  s.remoteinfo = info0;
+  setenv_or_unset("RELAYCLIENT", relay0);
+  setenv_or_unset("TCPREMOTEINFO", info0);
+  for (i = 0; i < sizeof vars / sizeof vars[0]; ++i) setenv_or_unset(vars[i], 0);
+}
+
+/* auth_granted - RELAYCLIENT="" semantics, and the facts qmail-queue wrappers expect */
+static void auth_granted(const char *user, const char *method)
+{
+  static stralloc u;
+  if (!stralloc_copys(&u, user) || !stralloc_0(&u)) die_nomem();
+  relay0 = s.relayclient;
+  info0 = s.remoteinfo;
+  s.auth_user = u.s;
+  s.auth_method = method;
+  s.remoteinfo = u.s;
+  if (!s.relayclient) s.relayclient = "";
+  if (setenv("RELAYCLIENT", s.relayclient, 1) || setenv("TCPREMOTEINFO", u.s, 1) ||
+      setenv("SMTPAUTHUSER", u.s, 1) || setenv("SMTP_AUTH_USER", u.s, 1) ||
+      setenv("SMTPAUTHMETHOD", method, 1))
+    die_nomem();
+}
+
+/* smtp_starttls - RFC 3207: afterwards the client starts again with EHLO; HELO, AUTH and
+ * the mail transaction are forgotten */
+static void smtp_starttls(const char *arg)
+{
+  if (!starttls_offer()) { smtp_unimpl(arg); return; }
+  if (*arg) {
+    say_qmail(501, "Syntax error (no parameters allowed)", "5.5.4", "syntax", 0);
+    return;
+  }
+  if (tls_start(0) == -1) return;
+  auth_revoke();
+  s.seenmail = 0;
+  s.esmtp = 0;
+  s.needhelo = 1;
+  dohelo(s.remotehost);
+  s.helo.len = 0;
+  s.helo.s[0] = 0;
+  s.fakehelo = 0;
+}
+
+static void smtp_auth(const char *arg)
+{
+  static const struct auth_io aio = {auth_prompt, auth_getline};
+  const char *user = 0, *method = 0;
+  struct decision d;
+  if (!auth_configured()) { smtp_unimpl(arg); return; }
+  if (!auth_enabled()) { say_qmail(503, "auth not available", "5.3.3", "auth_off", 0); return; }
+  if (s.needhelo) { say_qmail(503, "EHLO first", "5.5.1", "order", 0); return; }
+  if (s.auth_user) {
+    say_qmail(503, "you're already authenticated", "5.5.0", "order", 0);
+    return;
+  }
+  if (s.seenmail) {
+    say_qmail(503, "no auth during mail transaction", "5.5.0", "order", 0);
+    return;
+  }
+  if (!auth_offer()) {
+    say_qmail(538, "auth not available without TLS", "5.3.3", "auth_notls", 0);
+    return;
+  }
+  d = auth_command(arg, &aio, &user, &method);
+  if (d.code == 235) auth_granted(user, method);
+  if (log_on(LOG_INFO) && (d.code == 235 || d.code == 535 || d.code == 454)) {
+    log_start("auth");
+    log_str("ip", s.remoteip);
+    log_str("result", d.code == 235 ? "ok" : d.code == 535 ? "failed" : "error");
+    if (method) log_str("method", method);
+    if (user) log_clients("user", user);
+    log_end();
+  }
+  reply(&d);
+}
+
 struct command {
   const char *verb;
   const char *name;  /* for the log */
@@ -401,7 +630,8 @@ static const struct command commands[] = {
   {"rcpt", "RCPT", smtp_rcpt}, {"mail", "MAIL", smtp_mail}, {"data", "DATA", smtp_data},
   {"quit", "QUIT", smtp_quit}, {"helo", "HELO", smtp_helo}, {"ehlo", "EHLO", smtp_ehlo},
   {"rset", "RSET", smtp_rset}, {"help", "HELP", smtp_help}, {"noop", "NOOP", smtp_noop},
-  {"vrfy", "VRFY", smtp_vrfy}, {0, "UNKNOWN", smtp_unimpl},
+  {"vrfy", "VRFY", smtp_vrfy}, {"starttls", "STARTTLS", smtp_starttls},
+  {"auth", "AUTH", smtp_auth}, {0, "UNKNOWN", smtp_unimpl},
 };
 
 /* dispatch - qmail's commands(): the verb is the text before the first space (compared
@@ -419,10 +649,16 @@ static void dispatch(char *l)
   if (log_on(LOG_DEBUG)) {
     log_start("command");
     log_clients("verb", l);
-    log_clients("arg", arg);
+    /* never an AUTH response: only the mechanism */
+    if (c->fn == smtp_auth) log_client("arg", arg, strcspn(arg, " "));
+    else log_clients("arg", arg);
     log_end();
   }
   c->fn(arg);
+  if (c->fn == smtp_auth) {
+    memset(line, 0, sizeof line);
+    io_forget();
+  }
 }
 
 static void instruct_warn(const char *why, const char *l)
@@ -538,6 +774,7 @@ int main(int argc, char **argv)
   if (control_chdir() == -1) die_control(control_home());
   instructions();
   setup();
+  auth_init(auth_host, auth_argv, s.local);
   if (log_on(LOG_INFO)) {
     log_start("connect");
     log_str("ip", s.remoteip);
@@ -546,6 +783,13 @@ int main(int argc, char **argv)
     if (auth_argv) log_str("auth", "configured");
     log_end();
   }
+  {
+    const char *file;  /* DNS lookups go out now: the answers arrive while the client talks */
+    struct decision d;
+    if (dnsbl_start(&s, &file) == -1) die_control(file);
+    if ((d = dnsbl_greeting(&s)).code) reply(&d);  /* DNSBLGREETING: refuse before the banner */
+  }
+  if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
   greet(220, " ESMTP");
   for (;;) {
     size_t len;

@@ -1,0 +1,382 @@
+/* auth.c - SMTP AUTH (RFC 4954) with the qmail AUTH patches' conventions: PLAIN, LOGIN and
+ * CRAM-MD5, each checked by a checkpassword program (user NUL password NUL challenge NUL on its
+ * fd 3, exit 0 = good). Enabled by argv: "hostname checkprog args" (Dabrowski/jms1 form: all
+ * three methods), or "checkprog args" (argv[1] with a '/', Hoffmann form) together with
+ * SMTPAUTH set and not "-" or "0" (value "": LOGIN PLAIN; "+cram": also CRAM-MD5; "cram":
+ * CRAM-MD5 only; a leading '!' also makes AUTH required). Reads AUTHREQUIRED, AUTHTIMEOUT
+ * (seconds the child may take, default 30), AUTHDELAY (seconds before a 535, default 5) and
+ * AUTHFAILMAX (failures before the session is closed, default 5). A checkpassword that cannot
+ * be started, crashes, exits 111 or outlives AUTHTIMEOUT (it is killed) gives 454, never a
+ * permit; any other non-zero exit is a refusal (535).
+ * Secrets: decoded passwords are zeroed after use, never logged, never in argv or environment;
+ * CR or LF inside decoded credentials is malformed (501). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include "auth.h"
+
+static const char *cram_host;
+static char **checkprog;
+static unsigned methods;
+static int enabled, required, failures;
+static char user_out[AUTH_USER_MAX + 1];
+static char resp[AUTH_LINE_MAX + 1];    /* the client's line */
+static char dec[AUTH_LINE_MAX + 1];     /* decoded */
+static char dec2[AUTH_LINE_MAX + 1];
+
+static unsigned long env_ulong(const char *name, unsigned long def)
+{
+  const char *x = getenv(name);
+  char *end;
+  unsigned long u;
+  if (!x || !*x) return def;
+  u = strtoul(x, &end, 10);
+  return *end ? def : u;
+}
+
+int auth_init(const char *host, char **prog, const char *local)
+{
+  const char *sa = getenv("SMTPAUTH");
+  checkprog = prog;
+  required = getenv("AUTHREQUIRED") != 0;
+  if (!prog || !prog[0]) return enabled = 0;
+  if (host) {
+    cram_host = host;
+    methods = AUTH_LOGIN | AUTH_PLAIN | AUTH_CRAM;
+    return enabled = 1;
+  }
+  cram_host = local;
+  if (!sa || !strcmp(sa, "-") || !strcmp(sa, "0")) return enabled = 0;
+  if (*sa == '!') { required = 1; ++sa; }
+  if (!strcmp(sa, "cram")) methods = AUTH_CRAM;
+  else if (!strcmp(sa, "+cram")) methods = AUTH_LOGIN | AUTH_PLAIN | AUTH_CRAM;
+  else methods = AUTH_LOGIN | AUTH_PLAIN;
+  return enabled = 1;
+}
+
+int auth_configured(void) { return checkprog && checkprog[0]; }
+int auth_enabled(void) { return enabled; }
+int auth_required(void) { return required; }
+unsigned auth_methods(void) { return methods; }
+
+const char *auth_ehlo(int equal)
+{
+  static char buf[64];
+  strcpy(buf, equal ? "AUTH=" : "AUTH ");
+  if (methods & AUTH_LOGIN) strcat(buf, "LOGIN ");
+  if (methods & AUTH_PLAIN) strcat(buf, "PLAIN ");
+  if (methods & AUTH_CRAM) strcat(buf, "CRAM-MD5 ");
+  buf[strlen(buf) - 1] = 0;
+  return buf;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64val(char c)
+{
+  const char *p = c ? strchr(b64, c) : 0;
+  return p ? (int)(p - b64) : -1;
+}
+
+/* auth_b64decode - strict RFC 4648: length a multiple of 4, '=' only as padding at the end */
+int auth_b64decode(const char *in, size_t len, char *out, size_t *outlen)
+{
+  size_t i, n = 0;
+  if (len % 4) return -1;
+  for (i = 0; i < len; i += 4) {
+    int v[4], k, pad = 0;
+    for (k = 0; k < 4; ++k) {
+      if (in[i + k] == '=' && i + 4 == len && k >= 2) { v[k] = 0; ++pad; continue; }
+      if (pad || (v[k] = b64val(in[i + k])) < 0) return -1;
+    }
+    if (pad == 1 && in[i + 2] == '=') return -1;
+    out[n++] = (char)(v[0] << 2 | v[1] >> 4);
+    if (pad < 2) out[n++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
+    if (pad < 1) out[n++] = (char)((v[2] & 3) << 6 | v[3]);
+  }
+  *outlen = n;
+  return 0;
+}
+
+size_t auth_b64encode(const char *in, size_t len, char *out)
+{
+  const unsigned char *u = (const unsigned char *)in;
+  size_t i, n = 0;
+  for (i = 0; i < len; i += 3) {
+    unsigned v = (unsigned)u[i] << 16 | (i + 1 < len ? (unsigned)u[i + 1] << 8 : 0) |
+                 (i + 2 < len ? u[i + 2] : 0);
+    out[n++] = b64[v >> 18];
+    out[n++] = b64[v >> 12 & 63];
+    out[n++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+    out[n++] = i + 2 < len ? b64[v & 63] : '=';
+  }
+  out[n] = 0;
+  return n;
+}
+
+static int clean(const char *s, size_t len)
+{
+  return !memchr(s, '\r', len) && !memchr(s, '\n', len);
+}
+
+/* auth_plain - RFC 4616: authzid NUL authcid NUL passwd; authzid is ignored */
+int auth_plain(const char *in, size_t len, const char **user, const char **pass)
+{
+  const char *a = memchr(in, 0, len), *b;
+  if (!a || !clean(in, len)) return -1;
+  b = memchr(a + 1, 0, len - (size_t)(a + 1 - in));
+  if (!b || b == a + 1 || b + 1 == in + len || memchr(b + 1, 0, len - (size_t)(b + 1 - in)))
+    return -1;
+  *user = a + 1;
+  *pass = b + 1;
+  return 0;
+}
+
+int auth_cram_split(char *in, size_t len, const char **user, const char **digest)
+{
+  char *sp;
+  if (memchr(in, 0, len) || !clean(in, len)) return -1;
+  in[len] = 0;
+  sp = strrchr(in, ' ');
+  if (!sp || sp == in || !sp[1]) return -1;
+  *sp = 0;
+  *user = in;
+  *digest = sp + 1;
+  return 0;
+}
+
+static void zero(void)
+{
+  volatile char *p;
+  size_t i;
+  for (p = resp, i = 0; i < sizeof resp; ++i) p[i] = 0;
+  for (p = dec, i = 0; i < sizeof dec; ++i) p[i] = 0;
+  for (p = dec2, i = 0; i < sizeof dec2; ++i) p[i] = 0;
+}
+
+/* child - fd 3 the pipe, fd 0 and 1 /dev/null: the checkpassword program must never talk
+ * to the client (under TLS it would corrupt the stream); fd 2 stays the log */
+static void child(char **argv, int fd)
+{
+  int null;
+  if (fd != 3) { if (dup2(fd, 3) == -1) _exit(111); close(fd); }
+  null = open("/dev/null", O_RDWR);
+  if (null == -1 || dup2(null, 0) == -1 || dup2(null, 1) == -1) _exit(111);
+  if (null > 3) close(null);
+  signal(SIGPIPE, SIG_DFL);
+  execvp(argv[0], argv);
+  _exit(111);
+}
+
+static long long now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* reap - wait for pid until deadline, polling every few ms; kill it at the deadline */
+static int reap(pid_t pid, long long deadline)
+{
+  int st;
+  for (;;) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) break;
+    if (r == -1 && errno != EINTR) return AUTH_ECHILD;
+    if (now_ms() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return AUTH_ECHILD;
+    }
+    poll(0, 0, 5);
+  }
+  if (!WIFEXITED(st)) return AUTH_ECHILD;
+  /* checkpassword's 111 is a temporary problem (and our own exec failure), not a refusal */
+  return WEXITSTATUS(st) == 111 ? AUTH_ECHILD : WEXITSTATUS(st) ? 1 : 0;
+}
+
+int auth_checkpw(char **argv, const char *user, const char *pass, const char *chal,
+                 unsigned long timeout_ms)
+{
+  static char buf[3 * (AUTH_LINE_MAX + 1)];
+  size_t n = 0, lu = strlen(user), lp = strlen(pass), lc = strlen(chal);
+  int p[2], w = 0;
+  pid_t pid;
+  long long deadline = now_ms() + (long long)timeout_ms;
+  if (lu + lp + lc + 3 > sizeof buf) return 1;
+  if (pipe(p) == -1) return AUTH_EPIPE;
+  pid = fork();
+  if (pid == -1) { close(p[0]); close(p[1]); return AUTH_EFORK; }
+  if (!pid) { close(p[1]); child(argv, p[0]); }
+  close(p[0]);
+  memcpy(buf, user, lu + 1); n = lu + 1;
+  memcpy(buf + n, pass, lp + 1); n += lp + 1;
+  memcpy(buf + n, chal, lc + 1); n += lc + 1;
+  /* at most 36 KB: fits in a pipe, so the write cannot block on a child that never reads */
+  fcntl(p[1], F_SETFL, O_NONBLOCK);
+  while (w < (int)n) {
+    ssize_t r = write(p[1], buf + w, n - (size_t)w);
+    if (r <= 0 && errno != EINTR) break;
+    if (r > 0) w += (int)r;
+  }
+  memset(buf, 0, n);
+  close(p[1]);
+  n = (size_t)w == n;
+  w = reap(pid, deadline);
+  if (!n && !w) return AUTH_EWRITE;
+  return w;
+}
+
+static struct decision qmailreply(int code, const char *text, const char *esc, const char *why)
+{
+  struct decision d = DECISION_NONE;
+  d.code = code; d.text = text; d.esc = esc; d.qmail = 1; d.reason = why;
+  return d;
+}
+
+static struct decision malformed(void)
+{
+  return qmailreply(501, "malformed auth input", "5.5.4", "auth_malformed");
+}
+
+/* readb64 - one client line, decoded into out; 0 ok, 1 aborted by "*", -1 malformed */
+static int readb64(const struct auth_io *io, const char *prompt, char *out, size_t *len)
+{
+  int r;
+  io->prompt(prompt);
+  r = io->getline(resp, sizeof resp);
+  if (r < 0) return -2;
+  if (!r) return -1;
+  if (!strcmp(resp, "*")) return 1;
+  if (!*resp) return -1;
+  return auth_b64decode(resp, strlen(resp), out, len);
+}
+
+static int user_ok(const char *u)
+{
+  size_t i, n = strlen(u);
+  if (!n || n > AUTH_USER_MAX) return 0;
+  for (i = 0; i < n; ++i)
+    if ((unsigned char)u[i] < 32 || u[i] == 127) return 0;
+  return 1;
+}
+
+static struct decision check(const char *user, const char *pass, const char *chal)
+{
+  struct decision d;
+  int r;
+  if (!user_ok(user) || !*pass) return malformed();
+  r = auth_checkpw(checkprog, user, pass, chal, env_ulong("AUTHTIMEOUT", 30) * 1000);
+  if (r == 0) {
+    strcpy(user_out, user);
+    return qmailreply(235, "ok, go ahead", "2.0.0", "auth");
+  }
+  if (r == 1) {
+    d = qmailreply(535, "authentication failed", "5.7.1", "auth_failed");
+    d.delay_ms = (unsigned)(env_ulong("AUTHDELAY", 5) * 1000);
+    if (++failures >= (int)env_ulong("AUTHFAILMAX", 5)) d.drop = 1;
+    return d;
+  }
+  if (r == AUTH_EPIPE)
+    return qmailreply(454, "oops, unable to open pipe and I can't auth", "4.3.0", "auth_error");
+  if (r == AUTH_EFORK)
+    return qmailreply(454, "oops, child won't start and I can't auth", "4.3.0", "auth_error");
+  if (r == AUTH_EWRITE)
+    return qmailreply(454, "oops, unable to write pipe and I can't auth", "4.3.0", "auth_error");
+  return qmailreply(454, "oops, problem with child and I can't auth", "4.3.0", "auth_error");
+}
+
+static struct decision exchange(int r)
+{
+  if (r == -2) return qmailreply(421, "connection lost", "4.4.2", "auth_eof");
+  if (r == 1) return qmailreply(501, "auth exchange canceled", "5.0.0", "auth_canceled");
+  return malformed();
+}
+
+static struct decision do_plain(const char *init, const struct auth_io *io)
+{
+  size_t len;
+  int r;
+  const char *u, *p;
+  if (init) {
+    if (!strcmp(init, "=")) return malformed();
+    r = auth_b64decode(init, strlen(init), dec, &len);
+  } else
+    r = readb64(io, "", dec, &len);
+  if (r) return exchange(r);
+  if (auth_plain(dec, len, &u, &p)) return malformed();
+  return check(u, p, "");
+}
+
+static struct decision do_login(const char *init, const struct auth_io *io)
+{
+  size_t ulen, plen;
+  int r;
+  if (init) r = auth_b64decode(init, strlen(init), dec, &ulen);
+  else r = readb64(io, "VXNlcm5hbWU6", dec, &ulen);
+  if (r) return exchange(r);
+  if (!ulen || memchr(dec, 0, ulen) || !clean(dec, ulen)) return malformed();
+  dec[ulen] = 0;
+  r = readb64(io, "UGFzc3dvcmQ6", dec2, &plen);
+  if (r) return exchange(r);
+  if (!plen || memchr(dec2, 0, plen) || !clean(dec2, plen)) return malformed();
+  dec2[plen] = 0;
+  return check(dec, dec2, "");
+}
+
+static struct decision do_cram(const char *init, const struct auth_io *io)
+{
+  static char chal[AUTH_USER_MAX + 64], enc[sizeof chal * 2];
+  size_t len, n;
+  int r;
+  const char *u, *dg;
+  if (init) return malformed();  /* CRAM-MD5 has no initial response */
+  n = 0;
+  chal[n++] = '<';
+  n += (size_t)snprintf(chal + n, sizeof chal - n, "%lu.%lu@%.*s>", (unsigned long)getpid(),
+                        (unsigned long)time(0), AUTH_USER_MAX, cram_host ? cram_host : "unknown");
+  auth_b64encode(chal, n, enc);
+  r = readb64(io, enc, dec, &len);
+  if (r) return exchange(r);
+  if (auth_cram_split(dec, len, &u, &dg)) return malformed();
+  return check(u, dg, chal);
+}
+
+struct decision auth_command(const char *arg, const struct auth_io *io, const char **user,
+                             const char **method)
+{
+  static const struct {
+    const char *name, *method;
+    unsigned bit;
+    struct decision (*fn)(const char *, const struct auth_io *);
+  } mechs[] = {
+    {"plain", "plain", AUTH_PLAIN, do_plain},
+    {"login", "login", AUTH_LOGIN, do_login},
+    {"cram-md5", "cram-md5", AUTH_CRAM, do_cram},
+  };
+  size_t i, n = strcspn(arg, " ");
+  const char *init = arg + n;
+  struct decision d;
+  while (*init == ' ') ++init;
+  if (!*init) init = 0;
+  if (!n) return qmailreply(501, "auth type missing", "5.5.4", "auth_syntax");
+  for (i = 0; i < sizeof mechs / sizeof mechs[0]; ++i)
+    if (n == strlen(mechs[i].name) && !strncasecmp(arg, mechs[i].name, n) &&
+        (methods & mechs[i].bit))
+      break;
+  if (i == sizeof mechs / sizeof mechs[0])
+    return qmailreply(504, "auth type invalid", "5.5.1", "auth_type");
+  *method = mechs[i].method;
+  d = mechs[i].fn(init, io);
+  zero();
+  if (d.code == 235) *user = user_out;
+  return d;
+}
