@@ -138,6 +138,9 @@ check: deps
 
 bench: all
 	$(SRC)/bench/run
+	$(SRC)/bench/valuser
+	$(SRC)/bench/dns
+	$(SRC)/bench/tls
 
 clean:
 	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/.dir bench/.dir
