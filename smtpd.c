@@ -109,6 +109,8 @@ static void end_session(int status, const char *why)
     log_ulong("rcpt_ok", s.rcpt_ok);
     log_ulong("rcpt_bad", s.rcpt_bad);
     log_ulong("errors", s.nerrors);
+    if (s.tls) log_str("tls", s.tls);
+    if (s.auth_user) log_clients("auth", s.auth_user);
     if (reasons[0].reason) {
       char num[FMT_ULONG];
       stralloc sa = {0};

@@ -140,6 +140,9 @@ def test_plain_relay_and_env(srv):
     a = events(srv.log_lines(), 'auth')
     check(a and a[0].get('result') == b'ok' and a[0].get('user') == b'alice' and
           a[0].get('method') == b'plain', 'auth log line %r' % a)
+    srv.wait_idle(3)
+    e = [x for x in events(srv.log_lines(), 'end') if x.get('auth')]
+    check(e and e[-1].get('auth') == b'alice', 'summary line names the AUTH user: %r' % e)
 
 
 @case

@@ -135,6 +135,9 @@ def test_s_client(srv):
     lines = events(srv.log_lines(), 'tls')
     check(lines and lines[0].get('version', b'').startswith(b'TLSv1.'), 'tls log line %r' % lines)
     check(lines and lines[0].get('cipher'), 'cipher in the log: %r' % lines)
+    srv.wait_idle(3)
+    e = [x for x in events(srv.log_lines(), 'end') if x.get('tls')]
+    check(e and e[-1]['tls'].startswith(b'TLSv1.'), 'summary line has tls=: %r' % e)
 
 
 @case
