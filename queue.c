@@ -137,25 +137,37 @@ static size_t two(char *out, int v)
   return 2;
 }
 
+/* qq_fmtdate - RFC 822 date in UTC as qmail's date822fmt writes it. Computed from the day
+ * count (the proleptic Gregorian civil-from-days arithmetic) rather than with gmtime_r, which
+ * in glibc runs tzset and reads /etc/localtime for every message. */
 size_t qq_fmtdate(char *out, long t)
 {
   static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  time_t tt = (time_t)t;
-  struct tm tm;
+  long days = t / 86400, secs = t % 86400, z, era, year;
+  unsigned long doe, yoe, doy, mp, day, month;
   size_t n = 0;
-  gmtime_r(&tt, &tm);
-  n += fmt_ulong(out + n, (unsigned long)tm.tm_mday);
+  if (secs < 0) { secs += 86400; --days; }
+  z = days + 719468;  /* days since 0000-03-01 */
+  era = (z >= 0 ? z : z - 146096) / 146097;
+  doe = (unsigned long)(z - era * 146097);                          /* [0, 146096] */
+  yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;      /* [0, 399] */
+  doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                    /* [0, 365] */
+  mp = (5 * doy + 2) / 153;                                         /* March = 0 */
+  day = doy - (153 * mp + 2) / 5 + 1;
+  month = mp < 10 ? mp + 3 : mp - 9;
+  year = (long)yoe + era * 400 + (month <= 2);
+  n += fmt_ulong(out + n, day);
   out[n++] = ' ';
-  memcpy(out + n, mon[tm.tm_mon], 3); n += 3;
+  memcpy(out + n, mon[month - 1], 3); n += 3;
   out[n++] = ' ';
-  n += fmt_ulong(out + n, (unsigned long)tm.tm_year + 1900);
+  n += fmt_ulong(out + n, (unsigned long)year);
   out[n++] = ' ';
-  n += two(out + n, tm.tm_hour);
+  n += two(out + n, (int)(secs / 3600));
   out[n++] = ':';
-  n += two(out + n, tm.tm_min);
+  n += two(out + n, (int)(secs / 60 % 60));
   out[n++] = ':';
-  n += two(out + n, tm.tm_sec);
+  n += two(out + n, (int)(secs % 60));
   memcpy(out + n, " -0000", 6);
   return n + 6;
 }

@@ -91,6 +91,33 @@ static const struct tcase tcases[] = {
   {0, 0}
 };
 
+/* date_random - qq_fmtdate against gmtime_r + strftime for 200 000 times, 1901 to 2105 */
+static void date_random(void)
+{
+  unsigned long x = 88172645463325252UL;
+  int i, bad = 0;
+  char out[64], want[64], why[160];
+  for (i = 0; i < 200000 && !bad; ++i) {
+    long t;
+    time_t tt;
+    struct tm tm;
+    size_t len;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    t = (long)(x % 6500000000UL) - 2200000000L;
+    tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    snprintf(want, sizeof want, "%d ", tm.tm_mday);
+    strftime(want + strlen(want), sizeof want - strlen(want), "%b %Y %H:%M:%S -0000", &tm);
+    len = qq_fmtdate(out, t);
+    out[len] = 0;
+    if (strcmp(out, want)) {
+      snprintf(why, sizeof why, "t=%ld: got \"%s\", want \"%s\"", t, out, want);
+      bad = 1;
+    }
+  }
+  check(!bad, "qq_fmtdate agrees with gmtime_r on 200000 random times", "%s", bad ? why : "");
+}
+
 static void date_cases(void)
 {
   const struct tcase *c;
@@ -103,6 +130,7 @@ static void date_cases(void)
     if (len < sizeof out && out[len] != 'Z') check(0, n, "wrote past the returned length");
     else check_bytes(n, out, len < sizeof out ? len : 0, c->want, strlen(c->want));
   }
+  date_random();
 }
 
 /* ---- end to end ---- */
