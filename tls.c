@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include "ossl.h"  /* OpenSSL is loaded at the first STARTTLS: every call goes through it */
 #include <stralloc.h>
 #include "control.h"
 #include "io.h"
@@ -132,8 +133,9 @@ int starttls_prepare(const char **err)
 {
   const char *c;
   if (ssl) return 0;
-  /* no openssl.cnf: it could name engines or providers to dlopen, which a static binary
-   * must not do; everything we need is set here */
+  if (ossl_load(err) == -1) return -1;
+  /* no openssl.cnf: it could name engines or providers to load; everything we need is set
+   * here */
   if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, 0)) { *err = sslerr(); return -1; }
   ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) { *err = sslerr(); return -1; }
