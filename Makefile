@@ -15,7 +15,7 @@ QMAILHOME = $(shell head -n 1 $(SRC)/conf-qmail)
 LIBS = -lowfat -lcares
 
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
-  valuser.o valsql.o dnsbl.o
+  valuser.o valsql.o dnsbl.o rules.o
 PROGS = mxguard-smtpd qq-maildir mxguard-users
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
@@ -83,6 +83,8 @@ mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o conf-ld
 	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o $(LIBS)
 mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
+rules.o: rules.c rules.h decision.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/rules.c -o $@
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
 

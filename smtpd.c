@@ -50,21 +50,27 @@ static const char *tls_client;           /* a verified client certificate's e-ma
 static const char *tls_client_why = "none";
 static struct { const char *reason; unsigned long n; } reasons[REASONS_MAX];
 
-/* the checks, in the order they run at each stage; the first opinion wins */
+/* the checks, in the order they run at each stage; the first opinion wins.
+ * CHECK_POLICY: a policy refusal (DNSBL, badmailfrom, rules, switches, greylisting, content),
+ * which a rule's "allow" skips and observe mode turns into a log line. The others (relay,
+ * recipient existence, bounds, loops) are never skipped nor observed: skipping them would
+ * open the relay or accept mail that must bounce later. */
+enum { CHECK_HARD = 0, CHECK_POLICY = 1 };
 struct check {
   const char *name;
   enum stage stage;
   struct decision (*fn)(struct session *);
+  int kind;
 };
 static const struct check checks[] = {
-  {"rcptmax", STAGE_RCPT, stock_rcptmax},
-  {"badmailfrom", STAGE_RCPT, stock_badmailfrom},
-  {"rcpthosts", STAGE_RCPT, stock_rcpthosts},
-  {"dnsbl_mail", STAGE_MAIL, dnsbl_mail},
-  {"dnsbl", STAGE_RCPT, dnsbl_rcpt},
-  {"valuser", STAGE_RCPT, valuser_check},
-  {"hops", STAGE_DATA_END, stock_hops},
-  {"databytes", STAGE_DATA_END, stock_databytes},
+  {"rcptmax", STAGE_RCPT, stock_rcptmax, CHECK_HARD},
+  {"badmailfrom", STAGE_RCPT, stock_badmailfrom, CHECK_POLICY},
+  {"rcpthosts", STAGE_RCPT, stock_rcpthosts, CHECK_HARD},
+  {"dnsbl_mail", STAGE_MAIL, dnsbl_mail, CHECK_POLICY},
+  {"dnsbl", STAGE_RCPT, dnsbl_rcpt, CHECK_POLICY},
+  {"valuser", STAGE_RCPT, valuser_check, CHECK_HARD},
+  {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
+  {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
 };
 
 static struct decision run_checks(enum stage st)
