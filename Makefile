@@ -15,8 +15,8 @@ QMAILHOME = $(shell head -n 1 $(SRC)/conf-qmail)
 LIBS = -lowfat -lcares
 
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
-  valuser.o valsql.o dnsbl.o rules.o
-PROGS = mxguard-smtpd qq-maildir mxguard-users
+  valuser.o valsql.o dnsbl.o rules.o pattern.o
+PROGS = mxguard-smtpd qq-maildir mxguard-users mxguard-rules
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
@@ -47,7 +47,7 @@ qq-maildir: qq-maildir.o conf-ld
 	$(LINK) -o $@ qq-maildir.o $(LIBS)
 
 smtpd.o: smtpd.c addr.h auth.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h \
-  stock.h tls.h dnsbl.h conf-cc
+  stock.h tls.h dnsbl.h rules.h conf-cc
 	$(COMPILE) -c $(SRC)/smtpd.c -o $@
 dnsbl.o: dnsbl.c dnsbl.h control.h decision.h io.h log.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/dnsbl.c -o $@
@@ -83,8 +83,17 @@ mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o conf-ld
 	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o $(LIBS)
 mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
-rules.o: rules.c rules.h decision.h session.h conf-cc
+rules.o: rules.c rules.h addr.h control.h dnsbl.h log.h pattern.h stock.h valuser.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
+pattern.o: pattern.c pattern.h conf-cc
+	$(COMPILE) -c $(SRC)/pattern.c -o $@
+# mxguard-rules: the compiler and explainer (linked dynamically like mxguard-users)
+RULES_TOOL_OBJS = mxguard-rules.o rules.o pattern.o addr.o control.o dnsbl.o io.o log.o stock.o \
+  valuser.o valsql.o
+mxguard-rules: $(RULES_TOOL_OBJS) conf-ld
+	$(subst -static,,$(LINK)) -o $@ $(RULES_TOOL_OBJS) $(LIBS)
+mxguard-rules.o: mxguard-rules.c rules.h control.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-rules.c -o $@
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
 

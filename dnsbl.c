@@ -70,6 +70,7 @@ static struct session *sess;
 static struct zone zones[ZONES_MAX], rzones[ZONES_MAX];
 static struct hit rh[3][ZONES_MAX];  /* RHSBL answers per target */
 static char rhname[3][NAME_MAX_];    /* the names asked about */
+static int factptr;  /* the rules engine wants the PTR (1) or FCrDNS (2) as a fact */
 static int failclosed, greetmode, tagonly, nrzones, nzones, wantptr, returnmx, active, threshold = 1;
 static long budget = BUDGET_DEFAULT;
 static const char *rblsmtpd;
@@ -744,13 +745,13 @@ int dnsbl_start(struct session *s, const char **file)
   sess = s;
   if (s->relayclient) return 0;  /* our own clients: no DNS verdicts */
   if (settings(file) == -1) return -1;
-  if (!nzones && !nrzones && !wantptr) return 0;
+  if (!nzones && !nrzones && !wantptr && !factptr) return 0;
   if (!parseip(s->remoteip, ipbytes, &family)) return 0;
   if (channel() == -1) return 0;
   begin(&client);
   {
     const char *h = getenv("TCPREMOTEHOST");
-    if (h && *h && wantptr != 2) {  /* tcpserver already asked and nobody needs more */
+    if (h && *h && wantptr != 2 && factptr != 2) {  /* tcpserver already asked and nobody needs more */
       s->rdns = DNS_OK; s->rdns_name = h;
     } else if (dnsbl_revname(name, sizeof name, s->remoteip, 0) > 0) {
       ptrasked = 1;
@@ -966,4 +967,23 @@ struct decision dnsbl_rcpt(struct session *s)
   d = verdict_rhs();
   if (d.code) return d;
   return verdict_sender();
+}
+
+/* ---- facts for the rules engine */
+
+void dnsbl_want(int want) { factptr = want; }
+
+void dnsbl_wait(void)
+{
+  if (client.gen && !client.done) pump(&client);
+}
+
+int dnsbl_zones(stralloc *out)
+{
+  int i;
+  out->len = 0;
+  for (i = 0; i < nzones; ++i)
+    if (zones[i].h.state == Q_HIT && !stralloc_catb(out, zones[i].z.name, strlen(zones[i].z.name) + 1))
+      return -1;
+  return 0;
 }

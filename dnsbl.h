@@ -3,6 +3,7 @@
 #ifndef DNSBL_H
 #define DNSBL_H
 #include <stddef.h>
+#include <stralloc.h>
 #include "decision.h"
 #include "session.h"
 
@@ -17,6 +18,14 @@ struct decision dnsbl_rcpt(struct session *s);  /* STAGE_RCPT: wait (budget) and
 /* dnsbl_header - in tag-only mode (RBLONLYHEADER, DNSBLTAG) the "X-RBL: ...\n" header line
  * for a listed client, else 0 */
 const char *dnsbl_header(void);
+
+/* facts for the rules engine: dnsbl_want (before dnsbl_start) asks for the PTR (1) or the
+ * PTR and its forward confirmation (2) even when no DNS check needs them; dnsbl_wait waits
+ * (within the budget) for the client lookups; dnsbl_zones lists the zones that list the
+ * client, NUL-terminated each */
+void dnsbl_want(int want);
+void dnsbl_wait(void);
+int dnsbl_zones(stralloc *out);
 
 /* exposed for tests/t_dnsbl.c */
 struct dnsbl_zone {

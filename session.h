@@ -23,6 +23,7 @@ struct session {
   const char *tls;          /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once in TLS, else 0 */
   const char *auth_user;    /* the AUTH user once authenticated, else 0 */
   const char *auth_method;  /* "plain", "login", "cram-md5" */
+  const char *cert;         /* a verified client certificate's e-mail, else 0 */
 
   /* the transaction */
   int seenmail;             /* a MAIL was accepted since the last HELO/EHLO/RSET/DATA */
@@ -30,6 +31,7 @@ struct session {
   stralloc rcpt;            /* the recipient being checked, NUL-terminated */
   stralloc rcptto;          /* envelope: "T" addr NUL, for every accepted recipient */
   unsigned nrcpt;           /* accepted recipients in this transaction */
+  unsigned long declared_size; /* MAIL's SIZE= parameter, 0 when not given */
 
   /* the message (at STAGE_DATA_END) */
   unsigned long databytes;  /* limit, 0 = none */

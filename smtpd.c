@@ -26,6 +26,7 @@
 #include "io.h"
 #include "log.h"
 #include "queue.h"
+#include "rules.h"
 #include "session.h"
 #include "stock.h"
 #include "tls.h"
@@ -49,6 +50,7 @@ static char **auth_argv;
 static const char *tls_client;           /* a verified client certificate's e-mail */
 static const char *tls_client_why = "none";
 static struct { const char *reason; unsigned long n; } reasons[REASONS_MAX];
+static unsigned long nobserved;
 
 /* the checks, in the order they run at each stage; the first opinion wins.
  * CHECK_POLICY: a policy refusal (DNSBL, badmailfrom, rules, switches, greylisting, content),
@@ -63,7 +65,11 @@ struct check {
   int kind;
 };
 static const struct check checks[] = {
+  {"rules", STAGE_CONNECT, rules_connect, CHECK_POLICY},
+  {"rules", STAGE_HELO, rules_helo, CHECK_POLICY},
+  {"rules", STAGE_MAIL, rules_mail, CHECK_POLICY},
   {"rcptmax", STAGE_RCPT, stock_rcptmax, CHECK_HARD},
+  {"rules", STAGE_RCPT, rules_rcpt, CHECK_POLICY},
   {"badmailfrom", STAGE_RCPT, stock_badmailfrom, CHECK_POLICY},
   {"rcpthosts", STAGE_RCPT, stock_rcpthosts, CHECK_HARD},
   {"dnsbl_mail", STAGE_MAIL, dnsbl_mail, CHECK_POLICY},
@@ -73,15 +79,44 @@ static const struct check checks[] = {
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
 };
 
+static void observe(const struct decision *d, const char *check);
+static void trace(const char *what, const char *detail);
+static int observeall = -1;
+
+/* run_checks - the checks of stage st in order. A 250 (a rule's allow) skips the later policy
+ * checks of this command; OBSERVE=1 turns a policy refusal into a log line; waits asked for
+ * by checks that had no objection (tarpits) are added up into the answer's delay_ms */
 static struct decision run_checks(enum stage st)
 {
   size_t i;
-  for (i = 0; i < sizeof checks / sizeof checks[0]; ++i)
-    if (checks[i].stage == st) {
-      struct decision d = checks[i].fn(&s);
-      if (d.code) return d;
+  int allow = 0;
+  unsigned delay = 0;
+  struct decision none = DECISION_NONE;
+  if (observeall < 0) {
+    const char *x = getenv("OBSERVE");
+    observeall = x && *x && strcmp(x, "0");
+  }
+  for (i = 0; i < sizeof checks / sizeof checks[0]; ++i) {
+    struct decision d;
+    if (checks[i].stage != st || (allow && checks[i].kind == CHECK_POLICY)) continue;
+    d = checks[i].fn(&s);
+    if (rules_trace) {
+      char c[FMT_ULONG];
+      c[fmt_ulong(c, (unsigned long)d.code)] = 0;
+      trace(checks[i].name, d.code ? (d.reason ? d.reason : c) : "no opinion");
     }
-  return DECISION_NONE;
+    if (d.code == 250) { allow = 1; delay += d.delay_ms; continue; }
+    if (!d.code) { delay += d.delay_ms; continue; }
+    if (observeall && checks[i].kind == CHECK_POLICY &&
+        !(d.reason && !strncmp(d.reason, "rules_", 6))) {  /* our own trouble stays a 451 */
+      observe(&d, checks[i].name);
+      continue;
+    }
+    d.delay_ms += delay;
+    return d;
+  }
+  none.delay_ms = delay;
+  return none;
 }
 
 static void out(const char *x) { buffer_puts(&io_out, x); }
@@ -117,6 +152,7 @@ static void end_session(int status, const char *why)
     log_ulong("errors", s.nerrors);
     if (s.tls) log_str("tls", s.tls);
     if (s.auth_user) log_clients("auth", s.auth_user);
+    if (nobserved) log_ulong("observed", nobserved);
     if (reasons[0].reason) {
       char num[FMT_ULONG];
       stralloc sa = {0};
@@ -146,6 +182,44 @@ static void log_context(void)
     log_addr("from", s.mailfrom.s);
   if (!strcmp(curcmd, "RCPT") && parsed) log_addr("to", s.rcpt.s);
   if (!strcmp(curcmd, "DATA")) log_ulong("nrcpt", s.nrcpt);
+}
+
+/* observe - a refusal not sent (OBSERVE=1): logged and counted as "~reason" */
+static void observe(const struct decision *d, const char *check)
+{
+  static stralloc r[REASONS_MAX];
+  static int nr;
+  int i;
+  const char *why = d->reason ? d->reason : check;
+  ++nobserved;
+  for (i = 0; i < nr; ++i) if (!strcmp(r[i].s + 1, why)) break;
+  if (i == nr && nr < REASONS_MAX) {
+    if (!stralloc_copys(&r[nr], "~") || !stralloc_cats(&r[nr], why) || !stralloc_0(&r[nr])) return;
+    ++nr;
+  }
+  if (i < nr) count_reason(r[i].s);
+  if (!log_on(LOG_INFO)) return;
+  {
+    char code[FMT_ULONG];
+    code[fmt_ulong(code, (unsigned long)d->code)] = 0;
+    log_start("observe");
+    log_str("cmd", curcmd);
+    log_str("would", code);
+    if (d->esc) log_str("esc", d->esc);
+    log_str("reason", why);
+    log_context();
+    log_end();
+  }
+}
+
+/* trace - explain's view (MXG_TRACE): every check and rule as it is evaluated */
+static void trace(const char *what, const char *detail)
+{
+  log_start("trace");
+  log_str("cmd", curcmd);
+  log_str("what", what);
+  if (detail) log_clients("detail", detail);
+  log_end();
 }
 
 /* reply - the one way a reply reaches the client: writes it (text may hold several lines
@@ -259,13 +333,24 @@ static int parse(const char *arg)
 static void err_syntax(void) { say_qmail(555, "syntax error", "5.5.4", "syntax", 0); }
 static void err_wantmail(void) { say_qmail(503, "MAIL first", "5.5.1", "order", 0); }
 
+/* helo_refused - the HELO-stage checks (rules with DELAYREJECT=0): 1 when refused */
+static int helo_refused(const char *arg)
+{
+  struct decision d;
+  dohelo(arg);
+  d = run_checks(STAGE_HELO);
+  if (d.code < 400) { if (d.delay_ms) io_wait((long)d.delay_ms, 0); return 0; }
+  reply(&d);
+  return 1;
+}
+
 static void smtp_helo(const char *arg)
 {
+  if (helo_refused(arg)) return;
   greet(250, "");
   s.seenmail = 0;
   s.needhelo = 0;
   s.esmtp = 0;
-  dohelo(arg);
 }
 
 /* auth_offer - AUTH is offered and allowed: configured, and not plaintext while TLS could
@@ -290,11 +375,11 @@ static void smtp_ehlo(const char *arg)
       die_nomem();
   }
   if (!stralloc_0(&ext)) die_nomem();
+  if (helo_refused(arg)) return;
   greet(250, ext.s);
   s.seenmail = 0;
   s.esmtp = 1;
   s.needhelo = 0;
-  dohelo(arg);
 }
 
 static void smtp_rset(const char *arg) { (void)arg; s.seenmail = 0; say(250, "flushed"); }
@@ -318,6 +403,17 @@ static void smtp_quit(const char *arg)
   end_session(0, "quit");
 }
 
+/* mail_size - the SIZE= parameter of MAIL (RFC 1870), 0 when absent */
+static unsigned long mail_size(const char *arg)
+{
+  const char *p = strchr(arg, '>');
+  for (p = p ? p : arg; (p = strchr(p, ' ')); ) {
+    while (*p == ' ') ++p;
+    if (!case_diffb(p, 5, "SIZE=")) return control_scanulong(p + 5, 0);
+  }
+  return 0;
+}
+
 static void smtp_mail(const char *arg)
 {
   struct decision d;
@@ -327,13 +423,17 @@ static void smtp_mail(const char *arg)
     return;
   }
   if (!parse(arg)) { err_syntax(); return; }
+  s.declared_size = mail_size(arg);
+  if (!stralloc_copy(&s.mailfrom, &s.rcpt) || !stralloc_0(&s.mailfrom)) die_nomem();
+  --s.mailfrom.len;  /* the checks of this MAIL read the new sender; seenmail says if it holds */
+  s.seenmail = 0;
   d = run_checks(STAGE_MAIL);
   if (d.code >= 400) { reply(&d); return; }
+  if (d.delay_ms) io_wait((long)d.delay_ms, 0);
   s.seenmail = 1;
   s.rcptto.len = 0;
   s.nrcpt = 0;
-  if (!stralloc_copy(&s.mailfrom, &s.rcpt) || !stralloc_0(&s.mailfrom)) die_nomem();
-  --s.mailfrom.len;
+  rules_newmail();
   say(250, "ok");
 }
 
@@ -350,10 +450,11 @@ static void smtp_rcpt(const char *arg)
     die_nomem();
   ++s.nrcpt;
   ++s.rcpt_ok;
+  rules_accepted();
   if (!stralloc_0(&s.rcpt)) die_nomem();
   --s.rcpt.len;
   {
-    unsigned ms = valuser_delay_ms();  /* harvest defence: slow down a client guessing users */
+    unsigned ms = valuser_delay_ms() + d.delay_ms;  /* harvest defence, tarpit rules */
     if (ms) io_wait((long)ms, 0);
   }
   say(250, "ok");
@@ -441,6 +542,7 @@ static void smtp_data(const char *arg)
   {
     const char *h = dnsbl_header();  /* tag-only DNSBL mode */
     if (h) qq_put(&qq, h, strlen(h));
+    if ((h = rules_tags())) qq_put(&qq, h, strlen(h));  /* tag rules */
   }
   blast(&b);
   s.hops = b.hops;
@@ -467,6 +569,7 @@ static void tls_client_relay(void)
   if (r == -1) die_control(STARTTLS_CLIENTS);
   if (!r) { if (email) tls_client_why = "not in tlsclients"; return; }
   tls_client = email;
+  s.cert = email;
   if (!s.relayclient) s.relayclient = "";
   if (setenv("RELAYCLIENT", s.relayclient, 1)) die_nomem();
 }
@@ -791,11 +894,19 @@ int main(int argc, char **argv)
     if (auth_argv) log_str("auth", "configured");
     log_end();
   }
+  if (getenv("MXG_TRACE")) rules_trace = trace;
+  rules_start(&s);
   {
     const char *file;  /* DNS lookups go out now: the answers arrive while the client talks */
     struct decision d;
     if (dnsbl_start(&s, &file) == -1) die_control(file);
     if ((d = dnsbl_greeting(&s)).code) reply(&d);  /* DNSBLGREETING: refuse before the banner */
+    d = run_checks(STAGE_CONNECT);  /* connect rules with DELAYREJECT=0 */
+    if (d.code >= 400) {
+      d.drop = 1;
+      if (d.code >= 500) d.code = 554;
+      reply(&d);
+    }
   }
   if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
   greet(220, " ESMTP");

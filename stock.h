@@ -8,6 +8,9 @@
 
 int stock_init(void);  /* read rcpthosts, morercpthosts.cdb, badmailfrom: 0, or -1 (421) */
 const char *stock_error(void);  /* the file that could not be read */
+/* stock_allowed - the recipient's domain is in rcpthosts/morercpthosts.cdb (or no rcpthosts):
+ * 1, 0, -1 error */
+int stock_allowed(const char *addr, size_t len);
 struct decision stock_rcptmax(struct session *s);
 struct decision stock_badmailfrom(struct session *s);
 struct decision stock_rcpthosts(struct session *s);

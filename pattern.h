@@ -1,0 +1,30 @@
+/* pattern.h - the matchers of the rules engine: globs, a small regular-expression machine,
+ * and CIDR ranges. Patterns are compiled once (by mxguard-rules compile) into position-free
+ * bytes that the daemon runs without any set-up: a session pays only for the patterns a
+ * fact reaches. Everything is case-insensitive: subjects are lowercased by the caller,
+ * patterns at compile time. */
+#ifndef PATTERN_H
+#define PATTERN_H
+#include <stddef.h>
+#include <stralloc.h>
+
+/* pat_glob - glob with * (any run) and ? (one byte); p and s NUL-terminated, lowercase */
+int pat_glob(const char *p, const char *s);
+
+/* pat_recompile - a POSIX-ERE subset into a program appended to out: literals, ., [...]
+ * with ranges and [^...], * + ? {m} {m,} {m,n}, |, (...), ^, $, \ escapes (\d \w \s too).
+ * The program is preceded by a prefilter: a literal every match must contain ("" if none).
+ * Returns 0, or -1 with *err set (a static text) */
+int pat_recompile(stralloc *out, const char *re, const char **err);
+
+/* pat_rematch - run a compiled program (as pat_recompile wrote it, at prog) on s (lowercase,
+ * NUL-terminated): 1 match, 0 no match, -1 gave up (step budget; counts as no match) */
+int pat_rematch(const char *prog, const char *s);
+size_t pat_relen(const char *prog);  /* bytes of the compiled program at prog */
+
+/* CIDR: 18 bytes - family (4 or 6), prefix bits, 16 address bytes (v4 in the first 4) */
+#define PAT_CIDR_LEN 18
+int pat_cidr_parse(char out[PAT_CIDR_LEN], const char *text);  /* 0, or -1 */
+int pat_ip_parse(char out[PAT_CIDR_LEN], const char *ip);      /* an address as a /32 or /128 */
+int pat_cidr_match(const char *cidr, const char *ip);          /* both from the parsers */
+#endif
