@@ -19,7 +19,7 @@ SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.
 PROGS = mxguard-smtpd qq-maildir mxguard-users mxguard-rules
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
-  tests/t_dnsbl
+  tests/t_dnsbl tests/t_rules
 BENCHPROGS = bench/banner bench/qq-sink
 
 default: $(PROGS)
@@ -120,6 +120,10 @@ tests/t_auth: tests/t_auth.c auth.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o $(LIBS)
 tests/t_dnsbl: tests/t_dnsbl.c dnsbl.o control.o io.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dnsbl.c dnsbl.o control.o io.o log.o $(LIBS)
+tests/t_rules: tests/t_rules.c rules.o pattern.o addr.o control.o dnsbl.o io.o log.o stock.o valuser.o \
+  valsql.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_rules.c rules.o pattern.o addr.o control.o dnsbl.o io.o log.o \
+	  stock.o valuser.o valsql.o $(LIBS)
 tests/t_stock: tests/t_stock.c stock.o control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_stock.c stock.o control.o $(LIBS)
 # linked as mxguard-smtpd is, so that they are fair floors

@@ -80,14 +80,16 @@ static int parse_bracket(struct re *r)
   memset(set, 0, sizeof set);
   if (*r->p == '^') { neg = 1; ++r->p; }
   while (*r->p && (first || *r->p != ']')) {
-    unsigned lo = (unsigned char)*r->p++, hi;
+    unsigned lo = (unsigned char)*r->p++, hi;  /* POSIX: a backslash is itself here */
     first = 0;
-    if (lo == '\\' && *r->p) lo = (unsigned char)*r->p++;
+    if (lo == '[' && (*r->p == ':' || *r->p == '=' || *r->p == '.')) {
+      r->err = "[: :] classes are not supported (write the characters)";
+      return -1;
+    }
     hi = lo;
     if (r->p[0] == '-' && r->p[1] && r->p[1] != ']') {
       hi = (unsigned char)r->p[1];
       r->p += 2;
-      if (hi == '\\' && *r->p) hi = (unsigned char)*r->p++;
       if (hi < lo) { r->err = "bad range in []"; return -1; }
     }
     for (c = lo; c <= hi; ++c) setbit(set, lower((unsigned char)c));
