@@ -560,6 +560,7 @@ int rules_dynamic_add(stralloc *out, const char *re, const char **err)
 /* ==================================================================== the daemon */
 
 void (*rules_trace)(const char *what, const char *detail);
+void (*rules_observer)(const struct decision *d);
 
 static struct session *S;
 static int cdbfd = -2;          /* -2: not looked at yet; -1: none */
@@ -1059,6 +1060,7 @@ static void observe(const struct decision *d, const char *origin)
 {
   ++nobserved;
   trace("observe", origin);
+  if (rules_observer) { rules_observer(d); return; }
   if (!log_on(LOG_INFO)) return;
   log_start("observe");
   {
@@ -1090,7 +1092,18 @@ static int run(const char *set, size_t len, int st, int final, struct verdict *v
     pos += rl;
     if (stage > st) continue;
     if (onlyset && action != A_SET && action != A_ALLOW) continue;
-    if (action == A_ERROR) { v->d = trouble("rules_broken"); v->done = 1; trace("broken", origin); return 0; }
+    if (action == A_ERROR) {  /* mxguard-rules named the line; say which set is broken */
+      v->d = trouble("rules_broken");
+      v->done = 1;
+      trace("broken", origin);
+      if (log_on(LOG_ERROR)) {
+        log_start("error");
+        log_str("reason", "rules_broken");
+        log_str("rule", origin);
+        log_end();
+      }
+      return 0;
+    }
     while (*c) c += strlen(c) + 1;
     ++c;
     matched = 0;

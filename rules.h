@@ -54,6 +54,9 @@ void rules_newmail(void);       /* a new transaction: forget its recipients and 
 const char *rules_tags(void);   /* header lines ("Name: value\n"...) of tag rules, or 0 */
 unsigned rules_observed(void);  /* refusals observed (not applied) in this session */
 
+/* rules_observer - who logs and counts a refusal observed (not sent): smtpd.c's observe() */
+extern void (*rules_observer)(const struct decision *d);
+
 /* rules_trace - where explain's trace lines go: set by smtpd.c when MXG_TRACE is set */
 extern void (*rules_trace)(const char *what, const char *detail);
 

@@ -212,6 +212,8 @@ static void observe(const struct decision *d, const char *check)
   }
 }
 
+static void observe_rule(const struct decision *d) { observe(d, "rules"); }
+
 /* trace - explain's view (MXG_TRACE): every check and rule as it is evaluated */
 static void trace(const char *what, const char *detail)
 {
@@ -895,6 +897,7 @@ int main(int argc, char **argv)
     log_end();
   }
   if (getenv("MXG_TRACE")) rules_trace = trace;
+  rules_observer = observe_rule;
   rules_start(&s);
   {
     const char *file;  /* DNS lookups go out now: the answers arrive while the client talks */
