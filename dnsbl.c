@@ -746,6 +746,9 @@ int dnsbl_start(struct session *s, const char **file)
   if (s->relayclient) return 0;  /* our own clients: no DNS verdicts */
   if (settings(file) == -1) return -1;
   if (!nzones && !nrzones && !wantptr && !factptr) return 0;
+  if (!nzones && !nrzones && !wantptr && factptr == 1 && getenv("TCPREMOTEHOST") &&
+      *getenv("TCPREMOTEHOST"))
+    return 0;  /* the rules want the PTR name and tcpserver has it: no channel needed */
   if (!parseip(s->remoteip, ipbytes, &family)) return 0;
   if (channel() == -1) return 0;
   begin(&client);

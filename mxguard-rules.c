@@ -216,7 +216,10 @@ static int compile(int write)
       compilefile(path.s, text.s, text.len, user ? RS_USER : RS_DOMAIN, fs);
       if (!stralloc_copys(&key, user ? "U" : "D") || !stralloc_cats(&key, names[i])) nomem();
       for (j = 1; j < key.len; ++j) if (key.s[j] >= 'A' && key.s[j] <= 'Z') key.s[j] += 32;
-      if (write && fs[1].len) add(key.s, key.len, fs[1].s, fs[1].len);
+      if (write && fs[1].len) {
+        if (rules_optimize(&fs[1]) == -1) { errno = 0; die(111, "cannot optimise ", path.s); }
+        add(key.s, key.len, fs[1].s, fs[1].len);
+      }
       free(names[i]);
     }
     free(names);
@@ -275,6 +278,15 @@ static int compile(int write)
   F[2] = (unsigned char)(used >> 16); F[3] = (unsigned char)(used >> 24);
   add("V", 1, RULES_MAGIC, strlen(RULES_MAGIC));
   add("F", 1, (const char *)F, 4);
+  {
+    static stralloc e;
+    int k;
+    for (k = 0; k < 2; ++k) {
+      if (rules_optimize(&g[k]) == -1) { errno = 0; die(111, "cannot optimise the global rules", 0); }
+      if (rules_early(g[k].s ? g[k].s : "", g[k].len, &e) == -1) nomem();
+      add(k ? "e" : "E", 1, e.s ? e.s : "", e.len);
+    }
+  }
   add("G", 1, g[0].s ? g[0].s : "", g[0].len);
   add("g", 1, g[1].s ? g[1].s : "", g[1].len);
   if (dyn.len) add("P", 1, dyn.s, dyn.len);

@@ -416,6 +416,27 @@ int pat_rematch(const char *prog, const char *s)
   return 0;
 }
 
+static unsigned tri(const unsigned char *p) { return ((p[0] * 31u + p[1]) * 31u + p[2]) & 4095u; }
+
+void pat_trigrams(const char *s, unsigned char map[PAT_TRI_BYTES])
+{
+  size_t n = strlen(s), i;
+  memset(map, 0, PAT_TRI_BYTES);
+  for (i = 0; i + 3 <= n; ++i) {
+    unsigned h = tri((const unsigned char *)s + i);
+    map[h >> 3] |= (unsigned char)(1 << (h & 7));
+  }
+}
+
+int pat_rematch_tri(const char *prog, const char *s, const unsigned char map[PAT_TRI_BYTES])
+{
+  if (prog[0] && prog[1] && prog[2]) {
+    unsigned h = tri((const unsigned char *)prog);
+    if (!(map[h >> 3] & (1 << (h & 7)))) return 0;
+  }
+  return pat_rematch(prog, s);
+}
+
 /* ---- CIDR */
 
 int pat_cidr_parse(char out[PAT_CIDR_LEN], const char *text)

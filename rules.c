@@ -69,7 +69,7 @@ int rules_setting_known(const char *name, size_t len)
 }
 
 enum { A_ALLOW = 1, A_DENY, A_NOTO, A_DEFER, A_TARPIT, A_TAG, A_SET, A_DEBUG, A_ERROR };
-enum { FL_OBSERVE = 1, FL_DROP = 2, FL_OBTUSE = 4, FL_MANDATORY = 8 };
+enum { FL_OBSERVE = 1, FL_DROP = 2, FL_OBTUSE = 4, FL_MANDATORY = 8, FL_GROUP = 16 };
 enum { K_STR, K_SET, K_NUM, K_IP };
 
 enum {
@@ -178,9 +178,9 @@ static int emit(stralloc *out, struct rule *r, const char **err)
   h[2] = (char)r->action; h[3] = (char)r->flags; h[4] = (char)r->stage;
   h[5] = (char)(r->code & 255); h[6] = (char)(r->code >> 8);
   h[7] = (char)(r->delay & 255); h[8] = (char)(r->delay >> 8);
-  if (put(out, h, 9) || puts0(out, r->origin) || puts0(out, r->esc ? r->esc : "") ||
-      puts0(out, r->text ? r->text : "") || put(out, r->args.s, r->args.len) || putc1(out, 0) ||
-      put(out, r->conds.s, r->conds.len) || putc1(out, 0)) {
+  if (put(out, h, 9) || put(out, r->conds.s, r->conds.len) || putc1(out, 0) ||
+      puts0(out, r->origin) || puts0(out, r->esc ? r->esc : "") ||
+      puts0(out, r->text ? r->text : "") || put(out, r->args.s, r->args.len) || putc1(out, 0)) {
     *err = "out of memory";
     return -1;
   }
@@ -188,6 +188,21 @@ static int emit(stralloc *out, struct rule *r, const char **err)
   if (len > 65535) { out->len = start; *err = "rule too long"; return -1; }
   out->s[start] = (char)(len & 255);
   out->s[start + 1] = (char)(len >> 8);
+  return 0;
+}
+
+/* putglob - a glob, as 'e' exact, 's' "*suffix", 'p' "prefix*" (type, length, bytes, NUL:
+ * compared with memcmp) or 'g' any other glob (type, text, NUL) */
+static int putglob(stralloc *c, const char *v)
+{
+  size_t n = strlen(v);
+  int type = 'g';
+  const char *lit = v;
+  if (!strpbrk(v, "*?")) type = 'e';
+  else if (v[0] == '*' && !strpbrk(v + 1, "*?")) { type = 's'; ++lit; --n; }
+  else if (n && v[n - 1] == '*' && strcspn(v, "*?") == n - 1) { type = 'p'; --n; }
+  if (type == 'g' || n > 255) return putc1(c, 'g') || puts0(c, v) ? -1 : 0;
+  if (putc1(c, type) || putc1(c, (int)n) || put(c, lit, n) || putc1(c, 0)) return -1;
   return 0;
 }
 
@@ -212,8 +227,7 @@ static int value(stralloc *c, int kind, char *v, size_t len, const char **err)
   }
   lowercase(v);
   if (!strcmp(v, "<>")) *v = 0;  /* the null sender */
-  if (putc1(c, 'g') || puts0(c, v)) return -1;
-  return 0;
+  return putglob(c, v);
 }
 
 /* condition - "fact OP values" into r->conds; -1 syntax, -2 regex */
@@ -248,7 +262,7 @@ static int condition(struct rule *r, char *tok, const char **err)
   if (numeric && f->kind != K_NUM) { *err = "< and > compare numbers only"; return -1; }
   p += op == '=' || op == '<' || op == '>' ? 1 : 2;
   if (!*p) { *err = "empty value (use <> for the null sender)"; return -1; }
-  if (numeric && strchr(p, ',')) { *err = "< and > take one number"; return -1; }
+  if (numeric && (strchr(p, ',') || *p == '/')) { *err = "< and > take one number"; return -1; }
   if (f->stage > r->stage) r->stage = f->stage;
   /* values: comma-separated; a /regex/ may hold commas */
   for (v = p;; ++p) {
@@ -472,7 +486,7 @@ static int obtuse_list(stralloc *c, char *list, int which, const char **err)
       }
     }
     lowercase(w);
-    if (putc1(c, 'g') || puts0(c, w)) return -1;
+    if (putglob(c, w)) return -1;
   }
   return putc1(c, 0);
 }
@@ -566,8 +580,11 @@ static struct session *S;
 static int cdbfd = -2;          /* -2: not looked at yet; -1: none */
 static int broken;              /* the cdb is unreadable or damaged */
 static struct cdb db;
-static stralloc gset[2];        /* mandatory, default */
-static stralloc dyn;            /* the dynamic-PTR programs */
+struct blob { const char *s; size_t len; stralloc buf; };
+static struct blob gset[2];     /* mandatory, default */
+static struct blob eset[2];     /* their allow and set rules before RCPT (E, e) */
+static int eloaded;
+static struct blob dyn;         /* the dynamic-PTR programs */
 static int dynloaded, observeall = -1, delayreject = -1;
 static unsigned used;           /* fact bitmap from the cdb key "F" */
 
@@ -591,23 +608,36 @@ static void trace(const char *what, const char *detail)
   if (rules_trace) rules_trace(what, detail);
 }
 
-static int cdbget(const char *key, size_t klen, stralloc *out)
+/* cdbget - the value of key: where the cdb is mapped, in place (no copy); else read into
+ * b->buf. 1 found, 0 not, -1 error */
+static int cdbget(const char *key, size_t klen, struct blob *b)
 {
   int r = cdb_find(&db, (const unsigned char *)key, klen);
+  uint32 pos, n;
   if (r == -1) return -1;
-  out->len = 0;
+  b->len = 0;
+  b->s = "";
   if (!r) return 0;
-  if (cdb_datalen(&db) > 16 * 1024 * 1024) return -1;
-  if (!stralloc_ready(out, cdb_datalen(&db) + 1)) return -1;
-  if (cdb_read(&db, (unsigned char *)out->s, cdb_datalen(&db), cdb_datapos(&db)) == -1) return -1;
-  out->len = cdb_datalen(&db);
+  pos = cdb_datapos(&db);
+  n = cdb_datalen(&db);
+  if (n > 16 * 1024 * 1024) return -1;
+  if (db.map) {
+    if ((uint64)pos + n > db.size) return -1;
+    b->s = db.map + pos;
+    b->len = n;
+    return 1;
+  }
+  if (!stralloc_ready(&b->buf, n + 1)) return -1;
+  if (cdb_read(&db, (unsigned char *)b->buf.s, n, pos) == -1) return -1;
+  b->s = b->buf.s;
+  b->len = n;
   return 1;
 }
 
 /* load - open the cdb once per session: 1 rules exist, 0 none, -1 broken (451) */
 static int load(void)
 {
-  static stralloc v;
+  static struct blob v;
   if (cdbfd != -2) return broken ? -1 : cdbfd >= 0;
   cdbfd = open_read(RULES_CDB);
   if (cdbfd == -1) {
@@ -740,9 +770,15 @@ static int dynamic(void)
     dynloaded = 1;
   }
   if (setlower(F_PTR, ptr, strlen(ptr)) == -1) return -1;
-  while (i < dyn.len) {
-    if (pat_rematch(dyn.s + i, fv[F_PTR].s) == 1) return setfacts(F_DYNAMIC, "yes");
-    i += pat_relen(dyn.s + i);
+  {
+    unsigned char map[PAT_TRI_BYTES];
+    pat_trigrams(fv[F_PTR].s, map);
+    while (i < dyn.len) {
+      size_t l = pat_relen(dyn.s + i);
+      if (i + l > dyn.len) return -1;  /* a damaged list */
+      if (pat_rematch_tri(dyn.s + i, fv[F_PTR].s, map) == 1) return setfacts(F_DYNAMIC, "yes");
+      i += l;
+    }
   }
   return setfacts(F_DYNAMIC, "no");
 }
@@ -859,21 +895,26 @@ static unsigned long num(const char *s)
   return u;
 }
 
-/* one - does value v (at p) match the fact? sets *next to the following value */
-static int one(int id, const char *p, const char **next)
+/* skipvalue - the value after the one at p */
+static const char *skipvalue(const char *p)
+{
+  switch (*p) {
+    case 'g': case 'b': return p + 2 + strlen(p + 1);
+    case 'e': case 's': case 'p': return p + 3 + (unsigned char)p[1];
+    case 'r': return p + 1 + pat_relen(p + 1);
+    case 'c': return p + 1 + PAT_CIDR_LEN;
+    case 'a': p += 2 + strlen(p + 1); return p + strlen(p) + 1;
+    case 'k': return p + 2;
+    default: return p + 1;
+  }
+}
+
+/* one - does the value at p match the fact? */
+static int one(int id, const char *p)
 {
   const char *f = fv[id].s, *end = fv[id].s + fv[id].len;
-  int kind = p[0];
+  int kind = p[0], multi = id == F_HELOCLASS || id == F_DNSBL || id == F_OSRC;
   const char *arg = p + 1;
-  switch (kind) {
-    case 'g': *next = arg + strlen(arg) + 1; break;
-    case 'r': *next = arg + pat_relen(arg); break;
-    case 'c': *next = arg + PAT_CIDR_LEN; break;
-    case 'a': *next = arg + strlen(arg) + 1; *next += strlen(*next) + 1; break;
-    case 'k': *next = arg + 1; break;
-    case 'b': *next = arg + strlen(arg) + 1; break;
-    default: *next = p + 1; return 0;
-  }
   if (kind == 'c') {
     if (!ipok) ipok = pat_ip_parse(ipbin, S->remoteip) == 0 ? 1 : -1;
     if (ipok != 1) return 0;
@@ -897,7 +938,13 @@ static int one(int id, const char *p, const char **next)
   }
   for (; f < end; f += strlen(f) + 1) {  /* each element of the fact */
     int m = 0;
-    if (kind == 'g') m = pat_glob(arg, f);
+    if (kind == 'e' || kind == 's' || kind == 'p') {
+      size_t n = (unsigned char)arg[0], fl = multi ? strlen(f) : (size_t)(end - f) - 1;
+      const char *lit = arg + 1;
+      if (kind == 'e') m = fl == n && !memcmp(f, lit, n);
+      else if (kind == 's') m = fl >= n && !memcmp(f + fl - n, lit, n);
+      else m = fl >= n && !memcmp(f, lit, n);
+    } else if (kind == 'g') m = pat_glob(arg, f);
     else if (kind == 'r') m = pat_rematch(arg, f) == 1;
     else if (kind == 'a') {
       const char *at = strrchr(f, '@'), *dom = arg + strlen(arg) + 1;
@@ -906,20 +953,23 @@ static int one(int id, const char *p, const char **next)
         m = pat_glob(arg, local.s) && pat_glob(dom, at + 1);
     }
     if (m) { matched = f; return 1; }
-    if (id != F_HELOCLASS && id != F_DNSBL && id != F_OSRC) break;
+    if (!multi) break;
   }
   return 0;
 }
 
 /* list - values up to the terminating 0: any before an 'x' matches and the rest (after the
  * 'x', recursively) does not: tcp_wrappers' EXCEPT */
+static unsigned vindex;  /* which value of the list matched (for grouped rules) */
+
 static int list(int id, const char *p, const char **end)
 {
   int any = 0;
-  const char *next;
+  unsigned i = 0;
   while (*p && *p != 'x') {
-    if (one(id, p, &next)) any = 1;
-    p = next;
+    if (!any && one(id, p)) { any = 1; vindex = i; }
+    p = skipvalue(p);
+    ++i;
   }
   if (*p == 'x') {
     int ex = list(id, p + 1, end);
@@ -929,8 +979,21 @@ static int list(int id, const char *p, const char **end)
   return any;
 }
 
-/* conds - all conditions of the rule at p hold: 1, 0, -1 trouble */
-static int conds(const char *p)
+/* skipconds - past the conditions at p (and their terminating 0) */
+static const char *skipconds(const char *p)
+{
+  while (*p) {
+    int id = (unsigned char)p[0];
+    p += 2;
+    if (id == F_ENV) p += strlen(p) + 1;
+    while (*p) p = *p == 'x' ? p + 1 : skipvalue(p);
+    ++p;
+  }
+  return p + 1;
+}
+
+/* conds - all conditions at p hold: 1 (then *after is past them), 0, -1 trouble */
+static int conds(const char *p, const char **after)
 {
   while (*p) {
     int id = (unsigned char)p[0], op = p[1], r;
@@ -938,12 +1001,12 @@ static int conds(const char *p)
     p += 2;
     if (id == F_ENV) { envname = p; p += strlen(p) + 1; }
     if (id <= 0 || id >= F_MAX) return -1;
-    r = fact(id, envname);
+    r = fok[id] && id != F_ENV ? 0 : fact(id, envname);
     if (r == -1) return -1;
     if (id == F_ENV && r == 1) {  /* unset: only != holds */
-      while (*p) { const char *n; one(id, p, &n); p = n; }
-      ++p;
       if (op != '!') return 0;
+      while (*p) p = *p == 'x' ? p + 1 : skipvalue(p);
+      ++p;
       continue;
     }
     if (op == '=' || op == '!') {
@@ -951,14 +1014,14 @@ static int conds(const char *p)
       p = end;
       if (m != (op == '=')) return 0;
     } else {
-      unsigned long a = num(fv[id].s), b = num(p + 1);
+      unsigned long a = num(fv[id].s), b = num(p + 2);
       int m = op == '<' ? a < b : op == '>' ? a > b : op == 'l' ? a <= b : a >= b;
-      p += 1 + strlen(p + 1) + 1;
-      if (*p == 0) ++p;
       if (!m) return 0;
+      p = skipvalue(p) + 1;
       matched = fv[id].s;
     }
   }
+  *after = p + 1;
   return 1;
 }
 
@@ -1086,12 +1149,28 @@ static int run(const char *set, size_t len, int st, int final, struct verdict *v
     size_t rl = (size_t)h[0] | (size_t)h[1] << 8;
     int action = h[2], flags = h[3], stage = h[4], r;
     unsigned code = (unsigned)h[5] | (unsigned)h[6] << 8, delay = (unsigned)h[7] | (unsigned)h[8] << 8;
-    const char *origin = set + pos + 9, *esc = origin + strlen(origin) + 1;
-    const char *text = esc + strlen(esc) + 1, *args = text + strlen(text) + 1, *c = args;
-    if (rl < 10 || pos + rl > len) return -1;
+    const char *c = (const char *)h + 9, *origin, *esc, *text, *args;
+    if (rl < 10 || pos + rl > len || set[pos + rl - 1]) return -1;
     pos += rl;
     if (stage > st) continue;
     if (onlyset && action != A_SET && action != A_ALLOW) continue;
+    matched = 0;
+    r = action == A_ERROR ? 1 : conds(c, &origin);
+    if (r == -1) { v->d = trouble("rules_fact"); v->done = 1; return 0; }
+    if (!r) {
+      if (rules_trace) trace("nomatch", skipconds(c));
+      continue;
+    }
+    if (action == A_ERROR) origin = skipconds(c);
+    esc = origin + strlen(origin) + 1;
+    text = esc + strlen(esc) + 1;
+    args = text + strlen(text) + 1;
+    if (flags & FL_GROUP) {  /* the origin of the rule whose value matched */
+      const char *o = args + 1 + 2;
+      unsigned k = vindex;
+      while (k-- && o < set + pos) o += strlen(o) + 1;
+      if (o < set + pos) origin = o;
+    }
     if (action == A_ERROR) {  /* mxguard-rules named the line; say which set is broken */
       v->d = trouble("rules_broken");
       v->done = 1;
@@ -1104,12 +1183,6 @@ static int run(const char *set, size_t len, int st, int final, struct verdict *v
       }
       return 0;
     }
-    while (*c) c += strlen(c) + 1;
-    ++c;
-    matched = 0;
-    r = conds(c);
-    if (r == -1) { v->d = trouble("rules_fact"); v->done = 1; return 0; }
-    if (!r) { trace("nomatch", origin); continue; }
     trace("match", origin);
     switch (action) {
       case A_SET:
@@ -1176,8 +1249,17 @@ static struct decision early(struct session *s, int st)
   memset(&v, 0, sizeof v);
   {
     int delayed = getflag(&delayreject, "DELAYREJECT", 1);  /* then only allow and set matter */
-    if (run(gset[0].s, gset[0].len, st, 0, &v, delayed) == -1 ||
-        (!v.done && run(gset[1].s, gset[1].len, st, 0, &v, delayed) == -1))
+    struct blob *e = gset;
+    if (delayed) {  /* the compiler's extract of those: E and e */
+      if (!eloaded && (cdbget("E", 1, &eset[0]) == -1 || cdbget("e", 1, &eset[1]) == -1)) {
+        broken = 1;
+        return DECISION_NONE;
+      }
+      eloaded = 1;
+      e = eset;
+    }
+    if (run(e[0].s, e[0].len, st, 0, &v, delayed) == -1 ||
+        (!v.done && run(e[1].s, e[1].len, st, 0, &v, delayed) == -1))
       return trouble("rules_nomem");
   }
   if (!v.done || getflag(&delayreject, "DELAYREJECT", 1)) {
@@ -1214,7 +1296,7 @@ struct decision rules_mail(struct session *s)
 
 /* userset - the user's rules: user-ext@d, then user-ext-default@d ... user-default@d, then
  * user@d (qmail-local's .qmail-ext / .qmail-default order); 1 found, 0 none, -1 error */
-static int userset(const char *a, size_t len, stralloc *out)
+static int userset(const char *a, size_t len, struct blob *out)
 {
   static stralloc k, t;
   const char *at;
@@ -1245,7 +1327,8 @@ static int userset(const char *a, size_t len, stralloc *out)
 
 struct decision rules_rcpt(struct session *s)
 {
-  static stralloc us, ds, k;
+  static struct blob us, ds;
+  static stralloc k;
   struct verdict v;
   int r;
   S = s;
@@ -1320,10 +1403,12 @@ int rules_dump(stralloc *out, const char *set, size_t len)
   while (pos + 9 < len) {
     const unsigned char *h = (const unsigned char *)set + pos;
     size_t rl = (size_t)h[0] | (size_t)h[1] << 8;
-    const char *origin = set + pos + 9, *esc = origin + strlen(origin) + 1;
-    const char *text = esc + strlen(esc) + 1, *p = text + strlen(text) + 1;
+    const char *p = set + pos + 9, *origin, *esc, *text, *a;
     char n[FMT_ULONG];
-    if (rl < 10 || pos + rl > len) return -1;
+    if (rl < 10 || pos + rl > len || set[pos + rl - 1]) return -1;
+    origin = skipconds(p);
+    esc = origin + strlen(origin) + 1;
+    text = esc + strlen(esc) + 1;
     if (!stralloc_cats(out, origin) || !stralloc_cats(out, ": ")) return -1;
     if ((h[3] & FL_OBSERVE) && !stralloc_cats(out, "observe ")) return -1;
     if ((h[3] & FL_MANDATORY) && !stralloc_cats(out, "mandatory ")) return -1;
@@ -1332,9 +1417,8 @@ int rules_dump(stralloc *out, const char *set, size_t len)
       n[fmt_ulong(n, (unsigned long)(h[7] | h[8] << 8))] = 0;
       if (!stralloc_cats(out, " ") || !stralloc_cats(out, n)) return -1;
     }
-    for (; *p; p += strlen(p) + 1)
-      if (!stralloc_cats(out, " ") || !stralloc_cats(out, p)) return -1;
-    ++p;
+    for (a = text + strlen(text) + 1; *a; a += strlen(a) + 1)
+      if (!stralloc_cats(out, " ") || !stralloc_cats(out, a)) return -1;
     while (*p) {
       const struct fact *f = factbyid((unsigned char)*p);
       int op = p[1], first = 1;
@@ -1346,37 +1430,35 @@ int rules_dump(stralloc *out, const char *set, size_t len)
       }
       if (!stralloc_cats(out, op == '!' ? "!=" : op == 'l' ? "<=" : op == 'G' ? ">=" : op == '<' ? "<" : op == '>' ? ">" : "="))
         return -1;
-      if (op != '=' && op != '!') {
-        if (!stralloc_cats(out, p + 1)) return -1;
-        p += 1 + strlen(p + 1) + 1;
-        if (!*p) ++p;
-        continue;
-      }
       while (*p) {
         if (!first && !stralloc_cats(out, ",")) return -1;
         first = 0;
         switch (*p) {
-          case 'g': if (!stralloc_cats(out, p + 1)) return -1; p += 2 + strlen(p + 1); break;
-          case 'r': if (!stralloc_cats(out, "/regex/")) return -1; p += 1 + pat_relen(p + 1); break;
+          case 'g': if (!stralloc_cats(out, p + 1)) return -1; break;
+          case 'e': case 's': case 'p':
+            if ((*p == 's' && !stralloc_cats(out, "*")) ||
+                !stralloc_catb(out, p + 2, (unsigned char)p[1]) || (*p == 'p' && !stralloc_cats(out, "*")))
+              return -1;
+            break;
+          case 'r': if (!stralloc_cats(out, "/regex/")) return -1; break;
           case 'c': {
             char buf[64];
             if (!inet_ntop(p[1] == 4 ? AF_INET : AF_INET6, p + 3, buf, sizeof buf)) return -1;
             n[fmt_ulong(n, (unsigned long)(unsigned char)p[2])] = 0;
             if (!stralloc_cats(out, buf) || !stralloc_cats(out, "/") || !stralloc_cats(out, n)) return -1;
-            p += 1 + PAT_CIDR_LEN;
             break;
           }
           case 'a':
-            if (!stralloc_cats(out, p + 1) || !stralloc_cats(out, "@")) return -1;
-            p += 2 + strlen(p + 1);
-            if (!stralloc_cats(out, p)) return -1;
-            p += strlen(p) + 1;
+            if (!stralloc_cats(out, p + 1) || !stralloc_cats(out, "@") ||
+                !stralloc_cats(out, p + 2 + strlen(p + 1)))
+              return -1;
             break;
-          case 'k': if (!stralloc_cats(out, p[1] == 'K' ? "KNOWN" : p[1] == 'U' ? "UNKNOWN" : "IDENT")) return -1; p += 2; break;
-          case 'b': if (!stralloc_cats(out, "RBL.") || !stralloc_cats(out, p + 1)) return -1; p += 2 + strlen(p + 1); break;
-          case 'x': if (!stralloc_cats(out, "EXCEPT")) return -1; ++p; first = 1; break;
+          case 'k': if (!stralloc_cats(out, p[1] == 'K' ? "KNOWN" : p[1] == 'U' ? "UNKNOWN" : "IDENT")) return -1; break;
+          case 'b': if (!stralloc_cats(out, "RBL.") || !stralloc_cats(out, p + 1)) return -1; break;
+          case 'x': if (!stralloc_cats(out, "EXCEPT")) return -1; first = 1; break;
           default: return -1;
         }
+        p = *p == 'x' ? p + 1 : skipvalue(p);
       }
       ++p;
     }
@@ -1414,35 +1496,136 @@ unsigned rules_facts_used(const char *set, size_t len)
     const unsigned char *h = (const unsigned char *)set + pos;
     size_t rl = (size_t)h[0] | (size_t)h[1] << 8;
     const char *p = set + pos + 9;
-    int i;
     if (rl < 10 || pos + rl > len) break;
-    for (i = 0; i < 3; ++i) p += strlen(p) + 1;
-    while (*p) p += strlen(p) + 1;
-    ++p;
     while (*p) {  /* conditions */
-      int id = (unsigned char)*p, op = p[1];
-      const char *next;
+      int id = (unsigned char)*p;
       bits |= 1u << id;
       p += 2;
       if (id == F_ENV) p += strlen(p) + 1;
-      if (op != '=' && op != '!') { p += 1 + strlen(p + 1) + 1; ++p; continue; }
       while (*p) {
-        if (*p == 'x') { ++p; continue; }
         if (*p == 'b') bits |= 1u << F_DNSBL;
         if (*p == 'k') bits |= 1u << F_PTR;
-        switch (*p) {
-          case 'g': case 'b': next = p + 2 + strlen(p + 1); break;
-          case 'r': next = p + 1 + pat_relen(p + 1); break;
-          case 'c': next = p + 1 + PAT_CIDR_LEN; break;
-          case 'a': next = p + 2 + strlen(p + 1); next += strlen(next) + 1; break;
-          case 'k': next = p + 2; break;
-          default: return bits;
-        }
-        p = next;
+        p = *p == 'x' ? p + 1 : skipvalue(p);
       }
       ++p;
     }
     pos += rl;
   }
   return bits;
+}
+
+/* ---- the optimiser: consecutive rules that differ only in the values of their single
+ * condition become one rule with all the values (a list of 100 networks costs one pass,
+ * not 100 rule headers); each value keeps its rule's origin for the log. */
+
+struct parsed {
+  const unsigned char *h;
+  size_t len;
+  const char *conds, *condend, *origin, *esc, *text, *args, *end;
+};
+
+static void dissect(const char *r, size_t len, struct parsed *p)
+{
+  p->h = (const unsigned char *)r;
+  p->len = len;
+  p->conds = r + 9;
+  p->origin = skipconds(p->conds);
+  p->condend = p->origin;
+  p->esc = p->origin + strlen(p->origin) + 1;
+  p->text = p->esc + strlen(p->esc) + 1;
+  p->args = p->text + strlen(p->text) + 1;
+  p->end = r + len;
+}
+
+/* groupable - one condition, op '=', no EXCEPT, not env, a terminal action, not observed */
+static int groupable(const struct parsed *p)
+{
+  const char *c = p->conds, *v;
+  if (p->h[2] < A_ALLOW || p->h[2] > A_DEFER || (p->h[3] & (FL_OBSERVE | FL_GROUP))) return 0;
+  if (!*c || c[1] != '=' || (unsigned char)c[0] == F_ENV) return 0;
+  for (v = c + 2; *v; v = skipvalue(v)) if (*v == 'x') return 0;
+  return !v[1] && *p->args == 0;  /* exactly one condition; no args */
+}
+
+static int samegroup(const struct parsed *a, const struct parsed *b)
+{
+  return !memcmp(a->h + 2, b->h + 2, 7) && a->conds[0] == b->conds[0] &&
+         !strcmp(a->esc, b->esc) && !strcmp(a->text, b->text);
+}
+
+int rules_optimize(stralloc *set)
+{
+  static stralloc out, conds, origins;
+  size_t pos = 0;
+  out.len = 0;
+  while (pos + 9 < set->len) {
+    struct parsed a, b;
+    size_t rl = (size_t)(unsigned char)set->s[pos] | (size_t)(unsigned char)set->s[pos + 1] << 8, next, n = 1;
+    if (rl < 10 || pos + rl > set->len) return -1;
+    dissect(set->s + pos, rl, &a);
+    next = pos + rl;
+    if (groupable(&a)) {
+      conds.len = origins.len = 0;
+      {
+        const char *v;
+        for (v = a.conds + 2; *v; v = skipvalue(v))
+          if (!stralloc_catb(&origins, a.origin, strlen(a.origin) + 1)) return -1;
+        if (!stralloc_catb(&conds, a.conds + 2, (size_t)(v - (a.conds + 2)))) return -1;
+      }
+      while (next + 9 < set->len) {
+        size_t l2 = (size_t)(unsigned char)set->s[next] | (size_t)(unsigned char)set->s[next + 1] << 8;
+        const char *v;
+        if (l2 < 10 || next + l2 > set->len) return -1;
+        dissect(set->s + next, l2, &b);
+        if (!groupable(&b) || !samegroup(&a, &b) || conds.len + origins.len + l2 > 60000) break;
+        for (v = b.conds + 2; *v; v = skipvalue(v))
+          if (!stralloc_catb(&origins, b.origin, strlen(b.origin) + 1)) return -1;
+        if (!stralloc_catb(&conds, b.conds + 2, (size_t)(v - (b.conds + 2)))) return -1;
+        next += l2;
+        ++n;
+      }
+    }
+    if (n == 1) {
+      if (!stralloc_catb(&out, set->s + pos, rl)) return -1;
+    } else {
+      size_t start = out.len, count = 0, i;
+      unsigned char h[9];
+      memcpy(h, a.h, 9);
+      h[3] |= FL_GROUP;
+      for (i = 0; i < origins.len; i += strlen(origins.s + i) + 1) ++count;
+      {
+        char cnt[2] = {(char)(count & 255), (char)(count >> 8)};
+        if (!stralloc_catb(&out, (char *)h, 9) || !stralloc_catb(&out, a.conds, 2) ||
+            !stralloc_cat(&out, &conds) || !stralloc_0(&out) || !stralloc_0(&out) ||
+            !stralloc_catb(&out, a.origin, strlen(a.origin) + 1) ||
+            !stralloc_catb(&out, a.esc, strlen(a.esc) + 1) ||
+            !stralloc_catb(&out, a.text, strlen(a.text) + 1) || !stralloc_0(&out) ||
+            !stralloc_catb(&out, cnt, 2) || !stralloc_cat(&out, &origins) || !stralloc_0(&out))
+          return -1;
+      }
+      if (out.len - start > 65535) return -1;
+      out.s[start] = (char)((out.len - start) & 255);
+      out.s[start + 1] = (char)((out.len - start) >> 8);
+    }
+    pos = next;
+  }
+  return stralloc_copy(set, &out) ? 0 : -1;
+}
+
+/* rules_early - the rules that matter before RCPT while refusals wait for it: allow and set
+ * rules (and broken-set markers) whose facts are known by then */
+int rules_early(const char *set, size_t len, stralloc *out)
+{
+  size_t pos = 0;
+  out->len = 0;
+  while (pos + 9 < len) {
+    const unsigned char *h = (const unsigned char *)set + pos;
+    size_t rl = (size_t)h[0] | (size_t)h[1] << 8;
+    if (rl < 10 || pos + rl > len) return -1;
+    if (h[4] < STAGE_RCPT && (h[2] == A_SET || h[2] == A_ALLOW || h[2] == A_ERROR) &&
+        !stralloc_catb(out, set + pos, rl))
+      return -1;
+    pos += rl;
+  }
+  return 0;
 }

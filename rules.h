@@ -79,6 +79,10 @@ int rules_dump(stralloc *out, const char *set, size_t len);
 
 /* rules_error_rule - the marker of a broken set: whoever reaches it gets 451 */
 int rules_error_rule(stralloc *out, const char *origin);
+/* rules_optimize - merge runs of rules that differ only in their one condition's values
+ * (in place); rules_early - the E/e extract of a global set; both 0 or -1 */
+int rules_optimize(stralloc *set);
+int rules_early(const char *set, size_t len, stralloc *out);
 /* rules_facts_used - the facts a compiled set reads (bit 1<<fact), for the cdb key "F" */
 unsigned rules_facts_used(const char *set, size_t len);
 #endif
