@@ -168,7 +168,6 @@ static int compile(int write)
   static stralloc text, g[2], fs[2], dyn, key;
   char tmp[] = "control/rules.cdb.XXXXXX";
   int fd = -1, lock = -1, r;
-  unsigned char F[4];
   DIR *dir;
   if (control_chdir() == -1) die(111, "cannot chdir to ", control_home());
   if (write) {
@@ -274,18 +273,16 @@ static int compile(int write)
     }
   }
   if (!write) return errors ? 1 : 0;
-  F[0] = (unsigned char)used; F[1] = (unsigned char)(used >> 8);
-  F[2] = (unsigned char)(used >> 16); F[3] = (unsigned char)(used >> 24);
-  add("V", 1, RULES_MAGIC, strlen(RULES_MAGIC));
-  add("F", 1, (const char *)F, 4);
   {
-    static stralloc e;
+    static stralloc four[4], h;
     int k;
     for (k = 0; k < 2; ++k) {
       if (rules_optimize(&g[k]) == -1) { errno = 0; die(111, "cannot optimise the global rules", 0); }
-      if (rules_early(g[k].s ? g[k].s : "", g[k].len, &e) == -1) nomem();
-      add(k ? "e" : "E", 1, e.s ? e.s : "", e.len);
+      if (!stralloc_copy(&four[k], &g[k])) nomem();
+      if (rules_early(g[k].s ? g[k].s : "", g[k].len, &four[k + 2]) == -1) nomem();
     }
+    if (rules_header(&h, used, four) == -1) nomem();
+    add("H", 1, h.s, h.len);
   }
   add("G", 1, g[0].s ? g[0].s : "", g[0].len);
   add("g", 1, g[1].s ? g[1].s : "", g[1].len);

@@ -428,6 +428,11 @@ void pat_trigrams(const char *s, unsigned char map[PAT_TRI_BYTES])
   }
 }
 
+unsigned pat_trigram(const char *prog)
+{
+  return prog[0] && prog[1] && prog[2] ? tri((const unsigned char *)prog) + 1 : 0;
+}
+
 int pat_rematch_tri(const char *prog, const char *s, const unsigned char map[PAT_TRI_BYTES])
 {
   if (prog[0] && prog[1] && prog[2]) {

@@ -28,6 +28,12 @@ size_t pat_relen(const char *prog);  /* bytes of the compiled program at prog */
 #define PAT_TRI_BYTES 512
 void pat_trigrams(const char *s, unsigned char map[PAT_TRI_BYTES]);
 int pat_rematch_tri(const char *prog, const char *s, const unsigned char map[PAT_TRI_BYTES]);
+/* pat_trigram - the prefilter's trigram of a program (hash + 1), 0 when it has none */
+unsigned pat_trigram(const char *prog);
+static inline int pat_trigram_in(unsigned t, const unsigned char map[PAT_TRI_BYTES])
+{
+  return !t || (map[(t - 1) >> 3] & (1 << ((t - 1) & 7)));
+}
 
 /* CIDR: 18 bytes - family (4 or 6), prefix bits, 16 address bytes (v4 in the first 4) */
 #define PAT_CIDR_LEN 18

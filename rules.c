@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <arpa/inet.h>
 #include <open.h>
 #include <cdb.h>
@@ -566,9 +567,19 @@ int rules_parse_line(stralloc out[2], const char *line, const char *origin, int 
   return native(out, copy.s, origin, scope, err);
 }
 
+/* the dynamic-PTR list: entries of total length (2), trigram + 1 (2), program */
 int rules_dynamic_add(stralloc *out, const char *re, const char **err)
 {
-  return pat_recompile(out, re, err);
+  size_t start = out->len, n;
+  unsigned t;
+  if (!stralloc_catb(out, "\0\0\0\0", 4)) { *err = "out of memory"; return -1; }
+  if (pat_recompile(out, re, err) == -1) { out->len = start; return -1; }
+  n = out->len - start;
+  if (n > 65535) { out->len = start; *err = "pattern too long"; return -1; }
+  t = pat_trigram(out->s + start + 4);
+  out->s[start] = (char)(n & 255); out->s[start + 1] = (char)(n >> 8);
+  out->s[start + 2] = (char)(t & 255); out->s[start + 3] = (char)(t >> 8);
+  return 0;
 }
 
 /* ==================================================================== the daemon */
@@ -583,15 +594,15 @@ static struct cdb db;
 struct blob { const char *s; size_t len; stralloc buf; };
 static struct blob gset[2];     /* mandatory, default */
 static struct blob eset[2];     /* their allow and set rules before RCPT (E, e) */
-static int eloaded;
 static struct blob dyn;         /* the dynamic-PTR programs */
 static int dynloaded, observeall = -1, delayreject = -1;
-static unsigned used;           /* fact bitmap from the cdb key "F" */
+static unsigned used;           /* fact bitmap from the cdb key "H" */
 
 /* the facts */
 static stralloc fv[F_MAX];
 static char fok[F_MAX];
 static char ipbin[PAT_CIDR_LEN];
+static uint32 ip4;  /* the IPv4 address in host order, when ipok */
 static int ipok;
 static const char *matched;     /* the fact value of the last condition that matched (%M) */
 
@@ -646,15 +657,49 @@ static int load(void)
     return -1;
   }
   cdb_init(&db, cdbfd);
-  if (cdbget("V", 1, &v) != 1 || v.len != strlen(RULES_MAGIC) || memcmp(v.s, RULES_MAGIC, v.len) ||
-      cdbget("G", 1, &gset[0]) == -1 || cdbget("g", 1, &gset[1]) == -1 || cdbget("F", 1, &v) == -1) {
+  if (db.map) {  /* pread, not mmap: fault-around maps 64 KB for every page touched (RSS) */
+    munmap(db.map, db.size);
+    db.map = 0;
+  }
+  /* H: the magic, the facts used, then the four global sets G g E e, in one read */
+  if (cdbget("H", 1, &v) != 1 || v.len < sizeof RULES_MAGIC + 20 ||
+      memcmp(v.s, RULES_MAGIC, sizeof RULES_MAGIC)) {
     broken = 1;
     return -1;
   }
-  if (v.len == 4)
-    used = (unsigned)(unsigned char)v.s[0] | (unsigned)(unsigned char)v.s[1] << 8 |
-           (unsigned)(unsigned char)v.s[2] << 16 | (unsigned)(unsigned char)v.s[3] << 24;
+  {
+    const unsigned char *h = (const unsigned char *)v.s + sizeof RULES_MAGIC;
+    size_t off = sizeof RULES_MAGIC + 20, k;
+    used = (unsigned)h[0] | (unsigned)h[1] << 8 | (unsigned)h[2] << 16 | (unsigned)h[3] << 24;
+    for (k = 0; k < 4; ++k) {
+      const unsigned char *l = h + 4 + 4 * k;
+      size_t n = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
+      struct blob *b = k < 2 ? &gset[k] : &eset[k - 2];
+      if (n > v.len - off) { broken = 1; return -1; }
+      b->s = v.s + off;
+      b->len = n;
+      off += n;
+    }
+  }
   return 1;
+}
+
+int rules_header(stralloc *out, unsigned factbits, const stralloc sets[4])
+{
+  unsigned char h[20];
+  int k;
+  h[0] = (unsigned char)factbits; h[1] = (unsigned char)(factbits >> 8);
+  h[2] = (unsigned char)(factbits >> 16); h[3] = (unsigned char)(factbits >> 24);
+  for (k = 0; k < 4; ++k) {
+    size_t n = sets[k].len;
+    h[4 + 4 * k] = (unsigned char)n; h[5 + 4 * k] = (unsigned char)(n >> 8);
+    h[6 + 4 * k] = (unsigned char)(n >> 16); h[7 + 4 * k] = (unsigned char)(n >> 24);
+  }
+  if (!stralloc_copyb(out, RULES_MAGIC, sizeof RULES_MAGIC) || !stralloc_catb(out, (char *)h, 20))
+    return -1;
+  for (k = 0; k < 4; ++k)
+    if (sets[k].len && !stralloc_catb(out, sets[k].s, sets[k].len)) return -1;
+  return 0;
 }
 
 static int getflag(int *v, const char *name, int def)
@@ -772,11 +817,14 @@ static int dynamic(void)
   if (setlower(F_PTR, ptr, strlen(ptr)) == -1) return -1;
   {
     unsigned char map[PAT_TRI_BYTES];
+    const unsigned char *d = (const unsigned char *)dyn.s;
     pat_trigrams(fv[F_PTR].s, map);
-    while (i < dyn.len) {
-      size_t l = pat_relen(dyn.s + i);
-      if (i + l > dyn.len) return -1;  /* a damaged list */
-      if (pat_rematch_tri(dyn.s + i, fv[F_PTR].s, map) == 1) return setfacts(F_DYNAMIC, "yes");
+    while (i + 4 < dyn.len) {
+      size_t l = (size_t)d[i] | (size_t)d[i + 1] << 8;
+      unsigned t = (unsigned)d[i + 2] | (unsigned)d[i + 3] << 8;
+      if (l < 5 || i + l > dyn.len) return -1;  /* a damaged list */
+      if (pat_trigram_in(t, map) && pat_rematch(dyn.s + i + 4, fv[F_PTR].s) == 1)
+        return setfacts(F_DYNAMIC, "yes");
       i += l;
     }
   }
@@ -964,8 +1012,45 @@ static unsigned vindex;  /* which value of the list matched (for grouped rules) 
 
 static int list(int id, const char *p, const char **end)
 {
-  int any = 0;
+  int any = 0, multi = id == F_HELOCLASS || id == F_DNSBL || id == F_OSRC;
   unsigned i = 0;
+  const char *f = fv[id].s;
+  size_t fl = fv[id].len ? fv[id].len - 1 : 0;
+  /* the common values of a single-valued fact are compared here, inline: a grouped list of
+   * networks or domains costs a few instructions a value */
+  if (!multi && (f || !fl))
+    while (!any && (*p == 'e' || *p == 's' || *p == 'p' || *p == 'c')) {
+      size_t n = (unsigned char)p[1];
+      const char *lit = p + 2;
+      int m;
+      if (*p == 'c') {
+        if (!ipok) {
+          ipok = pat_ip_parse(ipbin, S->remoteip) == 0 ? 1 : -1;
+          ip4 = (uint32)(unsigned char)ipbin[2] << 24 | (uint32)(unsigned char)ipbin[3] << 16 |
+                (uint32)(unsigned char)ipbin[4] << 8 | (uint32)(unsigned char)ipbin[5];
+        }
+        if (ipok == 1 && p[1] == 4 && ipbin[0] == 4) {  /* IPv4: one masked compare */
+          const unsigned char *a = (const unsigned char *)p + 3;
+          unsigned bits = (unsigned char)p[2];
+          uint32 net = (uint32)a[0] << 24 | (uint32)a[1] << 16 | (uint32)a[2] << 8 | a[3];
+          uint32 mask = bits ? 0xffffffffu << (32 - bits) : 0;
+          m = ((net ^ ip4) & mask) == 0;
+        } else
+          m = ipok == 1 && p[1] == ipbin[0] && pat_cidr_match(p + 1, ipbin);
+        if (m) matched = S->remoteip;
+        p += 1 + PAT_CIDR_LEN;
+      } else {
+        if (*p == 'e') m = fl == n && (!n || (f[0] == lit[0] && !memcmp(f, lit, n)));
+        else if (*p == 's')
+          m = fl >= n && (!n || (f[fl - 1] == lit[n - 1] && (n < 8 || f[fl - 8] == lit[n - 8]) &&
+                                 !memcmp(f + fl - n, lit, n)));
+        else m = fl >= n && (!n || (f[0] == lit[0] && !memcmp(f, lit, n)));
+        if (m) matched = f;
+        p += 3 + n;
+      }
+      if (m) { any = 1; vindex = i; }
+      ++i;
+    }
   while (*p && *p != 'x') {
     if (!any && one(id, p)) { any = 1; vindex = i; }
     p = skipvalue(p);
@@ -1249,15 +1334,7 @@ static struct decision early(struct session *s, int st)
   memset(&v, 0, sizeof v);
   {
     int delayed = getflag(&delayreject, "DELAYREJECT", 1);  /* then only allow and set matter */
-    struct blob *e = gset;
-    if (delayed) {  /* the compiler's extract of those: E and e */
-      if (!eloaded && (cdbget("E", 1, &eset[0]) == -1 || cdbget("e", 1, &eset[1]) == -1)) {
-        broken = 1;
-        return DECISION_NONE;
-      }
-      eloaded = 1;
-      e = eset;
-    }
+    struct blob *e = delayed ? eset : gset;  /* E, e: the compiler's extract of those */
     if (run(e[0].s, e[0].len, st, 0, &v, delayed) == -1 ||
         (!v.done && run(e[1].s, e[1].len, st, 0, &v, delayed) == -1))
       return trouble("rules_nomem");
@@ -1272,11 +1349,11 @@ static struct decision early(struct session *s, int st)
 void rules_start(struct session *s)
 {
   S = s;
-  if (load() == 1 && !getenv("MXG_OFFLINE")) {  /* explain --offline: no DNS at all */
-    unsigned w = used;
-    if (w & (1u << F_FCRDNS)) dnsbl_want(2);
-    else if (w & ((1u << F_PTR) | (1u << F_RDNS) | (1u << F_DYNAMIC) | (1u << F_OSRC) | (1u << F_HELOCLASS)))
-      dnsbl_want(1);
+  if (load() == 1) {
+    unsigned w = used, ptr = (1u << F_PTR) | (1u << F_RDNS) | (1u << F_DYNAMIC) | (1u << F_OSRC) |
+                            (1u << F_HELOCLASS);
+    if (!(w & (ptr | (1u << F_FCRDNS))) || getenv("MXG_OFFLINE")) return;  /* explain --offline */
+    dnsbl_want(w & (1u << F_FCRDNS) ? 2 : 1);
   }
 }
 

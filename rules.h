@@ -83,6 +83,8 @@ int rules_error_rule(stralloc *out, const char *origin);
  * (in place); rules_early - the E/e extract of a global set; both 0 or -1 */
 int rules_optimize(stralloc *set);
 int rules_early(const char *set, size_t len, stralloc *out);
+/* rules_header - the cdb key "H" the daemon reads: magic, facts used, G g E e */
+int rules_header(stralloc *out, unsigned used, const stralloc sets[4]);
 /* rules_facts_used - the facts a compiled set reads (bit 1<<fact), for the cdb key "F" */
 unsigned rules_facts_used(const char *set, size_t len);
 #endif

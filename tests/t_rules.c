@@ -308,12 +308,13 @@ static void mkcdb(const char *dir, const char *const *sets)
     cdb_make_add(&cm, (unsigned char *)key, strlen(key), (unsigned char *)s[1].s, s[1].len);
   }
   {
-    unsigned char F[4] = {(unsigned char)used, (unsigned char)(used >> 8), (unsigned char)(used >> 16), (unsigned char)(used >> 24)};
-    cdb_make_add(&cm, (const unsigned char *)"F", 1, F, 4);
+    stralloc four[4] = {{0}, {0}, {0}, {0}}, h = {0};
+    four[0] = G; four[1] = g;
+    rules_early(G.s ? G.s : "", G.len, &four[2]);
+    rules_early(g.s ? g.s : "", g.len, &four[3]);
+    rules_header(&h, used, four);
+    cdb_make_add(&cm, (const unsigned char *)"H", 1, (unsigned char *)h.s, h.len);
   }
-  cdb_make_add(&cm, (const unsigned char *)"V", 1, (const unsigned char *)RULES_MAGIC, strlen(RULES_MAGIC));
-  cdb_make_add(&cm, (const unsigned char *)"G", 1, (unsigned char *)G.s, G.len);
-  cdb_make_add(&cm, (const unsigned char *)"g", 1, (unsigned char *)g.s, g.len);
   cdb_make_finish(&cm);
   close(fd);
 }
