@@ -23,7 +23,7 @@ TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_
 BENCHPROGS = bench/banner bench/qq-sink
 # geoip (rules below, "geoip:")
 SMTPD_OBJS += geoip.o
-TESTPROGS += tests/t_geoip
+TESTPROGS += tests/t_geoip tests/t_dynptr
 
 default: $(PROGS)
 
@@ -103,6 +103,9 @@ tests/t_geoip: tests/t_geoip.c geoip.o control.o tests/check.h conf-ld tests/.di
 	  { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
 	rm -f tests/t_geoip.o
 	test -f $@
+# the shipped control/dynamicptr against a corpus
+tests/t_dynptr: tests/t_dynptr.c tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_dynptr.c
 
 # test and benchmark programs
 tests/.dir bench/.dir:
