@@ -106,6 +106,15 @@ tests/t_geoip: tests/t_geoip.c geoip.o control.o tests/check.h conf-ld tests/.di
 # the shipped control/dynamicptr against a corpus
 tests/t_dynptr: tests/t_dynptr.c tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dynptr.c
+# shipped defaults (control/README): copied into the qmail home's control/ where absent, so
+# an admin's edited copy survives; each through a temporary name and a rename
+CONTROL_DEFAULTS = dynamicptr tlds
+install-control:
+	mkdir -p $(DESTDIR)$(QMAILHOME)/control
+	for f in $(CONTROL_DEFAULTS); do d=$(DESTDIR)$(QMAILHOME)/control/$$f; \
+	  test -e $$d || { cp $(SRC)/control/$$f $$d.new && chmod 644 $$d.new && mv $$d.new $$d; } \
+	  || exit 1; done
+.PHONY: install-control
 
 # test and benchmark programs
 tests/.dir bench/.dir:
