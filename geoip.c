@@ -90,7 +90,7 @@ static int opendb(void)
     err = r ? GEOIP_CONTROL " is empty: no GeoIP" : "no " GEOIP_CONTROL ": no GeoIP";
     return state = 2;
   }
-  if (!stralloc_0(&path)) return fail("out of memory reading", 0);
+  if (!stralloc_0(&path)) { path.len = 0; return fail("out of memory reading", 0); }
   if (load() == -1) return fail("cannot load " GEOIP_LIB " for", 0);
   r = f.open(path.s, MMDB_MODE_MMAP, &db);
   /* the library runs on its own copy of libc (dlopen from a static program): its errno is not
@@ -131,6 +131,7 @@ int geoip_country(const char *ip, char cc[3])
   int gai = 0, e = 0, r;
   cc[0] = 0;
   if (opendb() != 1) return state == 2 ? 0 : -1;
+  if (!ip) return 0;
   /* an IPv4 client seen through a v6 socket: look up the IPv4 address itself, a database
    * need not alias ::ffff:0:0/96 (MaxMind's do, a hand-made one may not) */
   if (!strncasecmp(ip, "::ffff:", 7) && strchr(ip + 7, '.') && !strchr(ip + 7, ':')) ip += 7;

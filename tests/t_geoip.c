@@ -126,6 +126,15 @@ int main(void)
   lookups("geo.mmdb", "relative path");
   snprintf(abs, sizeof abs, "%s/geo.mmdb", check_dir);
   lookups(abs, "absolute path");
+  snprintf(cmd, sizeof cmd, "perl '%s' geo4.mmdb 4", script);
+  if (check(system(cmd) == 0, "fixture: mkmmdb.pl writes the IPv4-only geo4.mmdb", "failed")) {
+    check_writes("control/geoipdb", "geo4.mmdb\n");
+    geoip_reset();
+    label = "IPv4-only database";
+    ask("v4", "192.0.2.7", 1, "DE");
+    ask("v6 has no country", "2001:db8::1", 0, 0);
+    ask("v4-mapped v6", "::ffff:198.51.100.7", 1, "US");
+  }
   good = check_readfile("geo.mmdb", &len);
   if (!check(good != 0, "fixture: read geo.mmdb", "%s", strerror(errno))) return check_done();
   broken("garbage", "this is not a MaxMind DB file\n", 30);
