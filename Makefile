@@ -21,6 +21,9 @@ TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl tests/t_rules
 BENCHPROGS = bench/banner bench/qq-sink
+# geoip (rules below, "geoip:")
+SMTPD_OBJS += geoip.o
+TESTPROGS += tests/t_geoip tests/t_dynptr
 
 default: $(PROGS)
 
@@ -38,6 +41,8 @@ STATIC_DLOPEN_NOTE += -e "libcares_la-ares_getaddrinfo.o): in function .ares_get
   -e "libcares_la-ares_getnameinfo.o): in function .lookup_service" \
   -e "^(.text+0x[0-9a-f]*): warning: Using .getservbyname. in statically linked" \
   -e "^(.text+0x[0-9a-f]*): warning: Using .getservbyport_r. in statically linked"
+# geoip.c loads libmaxminddb.so.0 the same way, at the first country question
+STATIC_DLOPEN_NOTE += -e "geoip.o: in function .load.:"
 mxguard-smtpd: $(SMTPD_OBJS) conf-ld
 	rm -f $@
 	$(LINK) -o $@ $(SMTPD_OBJS) $(LIBS) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
@@ -96,6 +101,29 @@ mxguard-rules.o: mxguard-rules.c rules.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-rules.c -o $@
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
+
+# geoip: country of an address from control/geoipdb's .mmdb (libmaxminddb, dlopen on first need)
+geoip.o: geoip.c geoip.h control.h conf-cc
+	$(COMPILE) -c $(SRC)/geoip.c -o $@
+# linked as mxguard-smtpd is (static), so the dlopen path under test is the daemon's
+tests/t_geoip: tests/t_geoip.c geoip.o control.o tests/check.h conf-ld tests/.dir
+	$(COMPILE) -c $(SRC)/tests/t_geoip.c -o tests/t_geoip.o
+	$(LINK) -o $@ tests/t_geoip.o geoip.o control.o $(LIBS) 2>&1 | \
+	  { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+	rm -f tests/t_geoip.o
+	test -f $@
+# the shipped control/dynamicptr against a corpus
+tests/t_dynptr: tests/t_dynptr.c tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_dynptr.c
+# shipped defaults (control/README): copied into the qmail home's control/ where absent, so
+# an admin's edited copy survives; each through a temporary name and a rename
+CONTROL_DEFAULTS = dynamicptr tlds
+install-control:
+	mkdir -p $(DESTDIR)$(QMAILHOME)/control
+	for f in $(CONTROL_DEFAULTS); do d=$(DESTDIR)$(QMAILHOME)/control/$$f; \
+	  test -e $$d || { cp $(SRC)/control/$$f $$d.new && chmod 644 $$d.new && mv $$d.new $$d; } \
+	  || exit 1; done
+.PHONY: install-control
 
 # test and benchmark programs
 tests/.dir bench/.dir:
