@@ -88,12 +88,12 @@ mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o conf-ld
 	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o $(LIBS)
 mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
-rules.o: rules.c rules.h addr.h control.h dnsbl.h log.h pattern.h stock.h valuser.h decision.h session.h conf-cc
+rules.o: rules.c rules.h addr.h control.h dnsbl.h geoip.h log.h pattern.h stock.h valuser.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
 pattern.o: pattern.c pattern.h conf-cc
 	$(COMPILE) -c $(SRC)/pattern.c -o $@
 # mxguard-rules: the compiler and explainer (linked dynamically like mxguard-users)
-RULES_TOOL_OBJS = mxguard-rules.o rules.o pattern.o addr.o control.o dnsbl.o io.o log.o stock.o \
+RULES_TOOL_OBJS = mxguard-rules.o rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o stock.o \
   valuser.o valsql.o
 mxguard-rules: $(RULES_TOOL_OBJS) conf-ld
 	$(subst -static,,$(LINK)) -o $@ $(RULES_TOOL_OBJS) $(LIBS)
@@ -148,9 +148,9 @@ tests/t_auth: tests/t_auth.c auth.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o $(LIBS)
 tests/t_dnsbl: tests/t_dnsbl.c dnsbl.o control.o io.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dnsbl.c dnsbl.o control.o io.o log.o $(LIBS)
-tests/t_rules: tests/t_rules.c rules.o pattern.o addr.o control.o dnsbl.o io.o log.o stock.o valuser.o \
-  valsql.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_rules.c rules.o pattern.o addr.o control.o dnsbl.o io.o log.o \
+tests/t_rules: tests/t_rules.c rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o stock.o \
+  valuser.o valsql.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_rules.c rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o \
 	  stock.o valuser.o valsql.o $(LIBS)
 tests/t_stock: tests/t_stock.c stock.o control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_stock.c stock.o control.o $(LIBS)

@@ -34,14 +34,13 @@
 #include "addr.h"
 #include "control.h"
 #include "dnsbl.h"
+#include "geoip.h"
 #include "log.h"
 #include "pattern.h"
 #include "rules.h"
 #include "stock.h"
 #include "valuser.h"
 
-/* geoip.c (libmaxminddb, loaded on first need); absent from a build without it */
-int geoip_country(const char *ip, char cc[3]) __attribute__((weak));
 
 const struct rules_setting rules_settings[] = {
   {"GREYLIST", "greylisting for this recipient (1 on, 0 off)"},
@@ -865,7 +864,7 @@ static int fact(int id, const char *envname)
     case F_COUNTRY: {
       char cc[3];
       const char *given = getenv("MXG_COUNTRY");  /* explain --country */
-      int r = given ? 0 : geoip_country ? geoip_country(S->remoteip, cc) : 0;
+      int r = given ? 0 : geoip_country(S->remoteip, cc);
       if (given) return setlower(F_COUNTRY, given, strlen(given) > 2 ? 2 : strlen(given));
       if (r == -1) return -1;
       if (r != 1) return setfacts(F_COUNTRY, "");

@@ -273,6 +273,49 @@ def test_compile_ignores_symlinks_and_specials(srv):
     check(b'shadow' not in p.stdout and b'root' not in p.stdout, 'nothing read through the link')
 
 
+@case
+def test_country_from_a_real_mmdb(srv):
+    db = os.path.join(srv.dir, 'geo.mmdb')
+    if not os.path.exists(db):
+        r = subprocess.run(['perl', os.path.join(MXG_SRC, 'tests', 'mkmmdb.pl'), db],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        eq(r.returncode, 0, 'mkmmdb.pl %r' % r.stderr[-300:])
+    rules = 'deny if country=DE,CN "550 5.7.1 no mail from country %M"\n'
+    compile_rules(srv, rules, control={'geoipdb': db + '\n'}, env={'TCPREMOTEIP': '192.0.2.7'})
+    eq(rcpt_replies(srv, 'a@b.test', ['u@example.test']),
+       [b'550 5.7.1 no mail from country de\r\n'], 'DE refused')
+    compile_rules(srv, rules, control={'geoipdb': db + '\n'}, env={'TCPREMOTEIP': '198.51.100.7'})
+    eq(rcpt_replies(srv, 'a@b.test', ['u@example.test']), [OK], 'US passes')
+    compile_rules(srv, rules, control={'geoipdb': db + '\n'}, env={'TCPREMOTEIP': '2001:db8::7'})
+    eq(rcpt_replies(srv, 'a@b.test', ['u@example.test']), [OK], 'JP passes (IPv6)')
+    compile_rules(srv, rules, control={'geoipdb': '/nonexistent.mmdb\n'}, env={'TCPREMOTEIP': '192.0.2.7'})
+    eq(rcpt_replies(srv, 'a@b.test', ['u@example.test']),
+       [b'451 4.3.0 unable to read the policy, try again later\r\n'], 'broken GeoIP: 451, never a guess')
+
+
+@case
+def test_dynamic_ptr_with_the_shipped_list(srv):
+    with open(os.path.join(MXG_SRC, 'control', 'dynamicptr')) as f:
+        dyn = f.read()
+    rules = 'deny if dynamic=yes "550 5.7.1 dynamic address %H, use your provider\'s relay"\n'
+    compile_rules(srv, rules, control={'dynamicptr': dyn},
+                  env={'TCPREMOTEHOST': 'dsl-1-2-3-4.dyn.example.net'})
+    eq(rcpt_replies(srv, 'a@b.test', ['u@example.test']),
+       [b"550 5.7.1 dynamic address dsl-1-2-3-4.dyn.example.net, use your provider's relay\r\n"], 'dynamic')
+    compile_rules(srv, rules, control={'dynamicptr': dyn}, env={'TCPREMOTEHOST': 'mail.example.com'})
+    eq(rcpt_replies(srv, 'a@b.test', ['u@example.test']), [OK], 'static name passes')
+
+
+@case
+def test_sender_tld_and_local_recipient(srv):
+    rules = ('deny if fromtldvalid=no "550 5.1.8 no such top-level domain in %F"\n'
+             'noto if tolocal=no from=*@partner.test\n')
+    compile_rules(srv, rules, control={'tlds': 'com\nnet\ntest\n'},)
+    eq(rcpt_replies(srv, 'a@b.invalidtld', ['u@example.test']),
+       [b'550 5.1.8 no such top-level domain in a@b.invalidtld\r\n'], 'bad TLD')
+    eq(rcpt_replies(srv, 'a@b.com', ['u@example.test']), [OK], 'good TLD')
+
+
 EXPLAIN_CASES = [
     ('127.0.0.1', 'h.test', 'a@bobhates.test', ['bob@example.test', 'alice@example.test', 'z@other.test']),
     ('127.0.0.1', 'h.test', 'x@evil.test', ['bob@example.test']),
