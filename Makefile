@@ -165,6 +165,11 @@ FUZZCC = clang -std=gnu99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-saniti
 tests/fuzz_smtpd: tests/fuzz_smtpd.c tests/blast_model.h addr.c data.c tests/.dir
 	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_smtpd.c $(SRC)/addr.c $(SRC)/data.c -l:libowfat.a
 
+FUZZ_RULES_SRCS = rules.c pattern.c geoip.c addr.c control.c dnsbl.c io.c log.c stock.c valuser.c valsql.c
+tests/fuzz_rules: tests/fuzz_rules.c $(FUZZ_RULES_SRCS) tests/.dir
+	$(FUZZCC) -I/usr/include/mariadb -o $@ $(SRC)/tests/fuzz_rules.c $(addprefix $(SRC)/,$(FUZZ_RULES_SRCS)) \
+	  -l:libowfat.a -lcares
+
 deps:
 	$(SRC)/install-deps
 
@@ -176,12 +181,13 @@ check: deps
 
 bench: all
 	$(SRC)/bench/run
+	$(SRC)/bench/rules
 	$(SRC)/bench/valuser
 	$(SRC)/bench/dns
 	$(SRC)/bench/tls
 
 clean:
-	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/.dir bench/.dir
+	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_rules tests/.dir bench/.dir
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean

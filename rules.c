@@ -256,6 +256,7 @@ static int condition(struct rule *r, char *tok, const char **err)
   for (f = facts; f->name; ++f) if (!strcmp(f->name, isenv ? "env" : tok)) break;
   *p = save;
   if (!f->name || f->id >= F_OSRC) { *err = "unknown fact"; return -1; }
+  if (f->id == F_ENV && !isenv) { *err = "env needs a name: env.NAME"; return -1; }
   if (putc1(&r->conds, f->id) || putc1(&r->conds, op)) return -1;
   if (isenv && (put(&r->conds, name, namelen) || putc1(&r->conds, 0))) return -1;
   numeric = op != '=' && op != '!';
@@ -324,33 +325,29 @@ static const struct { const char *name; int action; } actions[] = {
   {"tarpit", A_TARPIT}, {"tag", A_TAG}, {"set", A_SET}, {0, 0},
 };
 
-static int native(stralloc out[2], char *line, const char *origin, int scope, const char **err)
+static int native_body(stralloc out[2], char *line, const char *origin, int scope, const char **err,
+                       struct rule *rp)
 {
   struct tok t[TOKENS_MAX];
-  struct rule r;
   int n, i = 0, k, rc;
-  static stralloc args, conds;
-  memset(&r, 0, sizeof r);
-  args.len = conds.len = 0;
-  r.args = args; r.conds = conds;
-  r.origin = origin;
-  r.stage = STAGE_CONNECT;
+  rp->origin = origin;
+  rp->stage = STAGE_CONNECT;
   if (tokens(line, t, &n, err) == -1) return -1;
   for (; i < n && !t[i].quoted; ++i) {
-    if (!strcmp(t[i].s, "observe")) r.flags |= FL_OBSERVE;
-    else if (!strcmp(t[i].s, "mandatory")) r.flags |= FL_MANDATORY;
+    if (!strcmp(t[i].s, "observe")) rp->flags |= FL_OBSERVE;
+    else if (!strcmp(t[i].s, "mandatory")) rp->flags |= FL_MANDATORY;
     else break;
   }
   if (i == n) { *err = "no action"; return -1; }
   for (k = 0; actions[k].name; ++k) if (!strcmp(actions[k].name, t[i].s)) break;
   if (!actions[k].name) { *err = "unknown action"; return -1; }
-  r.action = actions[k].action;
+  rp->action = actions[k].action;
   ++i;
-  switch (r.action) {
-    case A_DENY: r.code = 550; break;
-    case A_NOTO: r.code = 550; r.stage = STAGE_RCPT; break;
-    case A_DEFER: r.code = 451; break;
-    case A_ALLOW: r.code = 250; break;
+  switch (rp->action) {
+    case A_DENY: rp->code = 550; break;
+    case A_NOTO: rp->code = 550; rp->stage = STAGE_RCPT; break;
+    case A_DEFER: rp->code = 451; break;
+    case A_ALLOW: rp->code = 250; break;
     case A_TARPIT: {
       unsigned long secs = 0;
       size_t j;
@@ -360,8 +357,8 @@ static int native(stralloc out[2], char *line, const char *origin, int scope, co
         secs = secs * 10 + (unsigned long)(t[i].s[j] - '0');
       }
       if (secs > 3600) { *err = "tarpit needs seconds (at most 3600)"; return -1; }
-      r.delay = (unsigned)secs;
-      r.stage = STAGE_RCPT;
+      rp->delay = (unsigned)secs;
+      rp->stage = STAGE_RCPT;
       ++i;
       break;
     }
@@ -376,7 +373,7 @@ static int native(stralloc out[2], char *line, const char *origin, int scope, co
         for (c = t[i].s; *c != ':'; ++c)
           if (*c <= 32 || *c >= 127) { *err = "bad header name in tag"; return -1; }
       }
-      if (put(&r.args, t[i].s, strlen(t[i].s) + 1)) return -1;
+      if (put(&rp->args, t[i].s, strlen(t[i].s) + 1)) return -1;
       ++i;
       break;
     case A_SET:
@@ -392,38 +389,53 @@ static int native(stralloc out[2], char *line, const char *origin, int scope, co
           return -1;
         }
         if (!printable(eq + 1) || strlen(eq + 1) > 200) { *err = "bad setting value"; return -1; }
-        if (put(&r.args, t[i].s, strlen(t[i].s) + 1)) return -1;
+        if (put(&rp->args, t[i].s, strlen(t[i].s) + 1)) return -1;
       }
-      if (!r.args.len) { *err = "set needs NAME=VALUE"; return -1; }
+      if (!rp->args.len) { *err = "set needs NAME=VALUE"; return -1; }
       break;
   }
-  if (r.action == A_DENY && i < n && !strcmp(t[i].s, "drop") && !t[i].quoted) {
-    r.flags |= FL_DROP;
+  if (rp->action == A_DENY && i < n && !strcmp(t[i].s, "drop") && !t[i].quoted) {
+    rp->flags |= FL_DROP;
     ++i;
   }
   if (i < n && !t[i].quoted && !strcmp(t[i].s, "if")) ++i;
   for (; i < n; ++i) {
     if (t[i].quoted) {
       if (i != n - 1) { *err = "the reply text must come last"; return -1; }
-      if (r.action == A_SET || r.action == A_TAG || r.action == A_TARPIT || r.action == A_ALLOW) {
+      if (rp->action == A_SET || rp->action == A_TAG || rp->action == A_TARPIT || rp->action == A_ALLOW) {
         *err = "only deny, noto and defer take a reply text";
         return -1;
       }
-      if (replytext(&r, t[i].s, err) == -1) return -1;
+      if (replytext(rp, t[i].s, err) == -1) return -1;
       continue;
     }
-    rc = condition(&r, t[i].s, err);
+    rc = condition(rp, t[i].s, err);
     if (rc) return rc;
   }
   if (scope == RS_DOMAIN || scope == RS_USER) {
-    if (r.flags & FL_MANDATORY) { *err = "mandatory belongs in the global rules"; return -1; }
-    if (r.action == A_TAG) { *err = "tag changes the message for every recipient: global rules only"; return -1; }
-    if (r.flags & FL_DROP) { *err = "drop ends the session for every recipient: global rules only"; return -1; }
-    r.stage = STAGE_RCPT;
+    if (rp->flags & FL_MANDATORY) { *err = "mandatory belongs in the global rules"; return -1; }
+    if (rp->action == A_TAG) { *err = "tag changes the message for every recipient: global rules only"; return -1; }
+    if (rp->flags & FL_DROP) { *err = "drop ends the session for every recipient: global rules only"; return -1; }
+    rp->stage = STAGE_RCPT;
   }
-  if (emit(&out[(r.flags & FL_MANDATORY) ? 0 : 1], &r, err) == -1) return -1;
-  args = r.args; conds = r.conds;
+  if (emit(&out[(rp->flags & FL_MANDATORY) ? 0 : 1], rp, err) == -1) return -1;
   return 0;
+}
+
+/* reset - a rule's fields for the next line; its buffers are kept (they are static) */
+static void reset(struct rule *r)
+{
+  r->action = r->flags = r->stage = 0;
+  r->code = r->delay = 0;
+  r->origin = r->esc = r->text = 0;
+  r->args.len = r->conds.len = 0;
+}
+
+static int native(stralloc out[2], char *line, const char *origin, int scope, const char **err)
+{
+  static struct rule r;
+  reset(&r);
+  return native_body(out, line, origin, scope, err, &r);
 }
 
 /* ---- Obtuse smtpd_check_rules lines */
@@ -491,18 +503,14 @@ static int obtuse_list(stralloc *c, char *list, int which, const char **err)
   return putc1(c, 0);
 }
 
-static int obtuse(stralloc out[2], char *line, const char *origin, int scope, const char **err)
+static int obtuse_body(stralloc out[2], char *line, const char *origin, int scope, const char **err,
+                       struct rule *rp)
 {
   char *f[6], *p = line;
   int n = 0;
-  struct rule r;
-  static stralloc conds, args;
-  memset(&r, 0, sizeof r);
-  conds.len = args.len = 0;
-  r.conds = conds; r.args = args;
-  r.origin = origin;
-  r.stage = STAGE_RCPT;
-  r.flags = FL_OBTUSE;
+  rp->origin = origin;
+  rp->stage = STAGE_RCPT;
+  rp->flags = FL_OBTUSE;
   while (n < 6) {  /* strtok(":"): empty fields collapse; the 6th keeps the rest */
     while (*p == ':') ++p;
     if (!*p) break;
@@ -515,36 +523,42 @@ static int obtuse(stralloc out[2], char *line, const char *origin, int scope, co
   else if (n == 6 && f[5][0] != '#') { *err = "junk at end of line"; return -1; }
   if (n == 6) n = 5;
   if (n < 4) { *err = "fewer than four fields"; return -1; }
-  if (!strcmp(f[0], "allow")) r.action = A_ALLOW;
-  else if (!strcmp(f[0], "deny")) { r.action = A_DENY; r.flags |= FL_DROP; }
-  else if (!strcmp(f[0], "noto")) r.action = A_NOTO;
-  else if (!strcmp(f[0], "deny_delay")) { r.action = A_DENY; r.flags |= FL_DROP; r.delay = 5; }
-  else if (!strcmp(f[0], "noto_delay")) { r.action = A_NOTO; r.delay = 5; }
-  else if (!strcmp(f[0], "debug")) r.action = A_DEBUG;
+  if (!strcmp(f[0], "allow")) rp->action = A_ALLOW;
+  else if (!strcmp(f[0], "deny")) { rp->action = A_DENY; rp->flags |= FL_DROP; }
+  else if (!strcmp(f[0], "noto")) rp->action = A_NOTO;
+  else if (!strcmp(f[0], "deny_delay")) { rp->action = A_DENY; rp->flags |= FL_DROP; rp->delay = 5; }
+  else if (!strcmp(f[0], "noto_delay")) { rp->action = A_NOTO; rp->delay = 5; }
+  else if (!strcmp(f[0], "debug")) rp->action = A_DEBUG;
   else { *err = "unknown action"; return -1; }
-  if (scope == RS_DOMAIN || scope == RS_USER) r.flags &= ~FL_DROP;  /* cannot end others' mail */
-  r.code = r.action == A_ALLOW ? 250 : 550;
-  if (putc1(&r.conds, F_OSRC) || putc1(&r.conds, '=')) return -1;
-  if (obtuse_list(&r.conds, f[1], F_OSRC, err)) return -1;
-  if (putc1(&r.conds, F_OFROM) || putc1(&r.conds, '=')) return -1;
-  if (obtuse_list(&r.conds, f[2], F_OFROM, err)) return -1;
-  if (putc1(&r.conds, F_OTO) || putc1(&r.conds, '=')) return -1;
-  if (obtuse_list(&r.conds, f[3], F_OTO, err)) return -1;
-  if (n == 5 && r.action != A_ALLOW && r.action != A_DEBUG) {
+  if (scope == RS_DOMAIN || scope == RS_USER) rp->flags &= ~FL_DROP;  /* cannot end others' mail */
+  rp->code = rp->action == A_ALLOW ? 250 : 550;
+  if (putc1(&rp->conds, F_OSRC) || putc1(&rp->conds, '=')) return -1;
+  if (obtuse_list(&rp->conds, f[1], F_OSRC, err)) return -1;
+  if (putc1(&rp->conds, F_OFROM) || putc1(&rp->conds, '=')) return -1;
+  if (obtuse_list(&rp->conds, f[2], F_OFROM, err)) return -1;
+  if (putc1(&rp->conds, F_OTO) || putc1(&rp->conds, '=')) return -1;
+  if (obtuse_list(&rp->conds, f[3], F_OTO, err)) return -1;
+  if (n == 5 && rp->action != A_ALLOW && rp->action != A_DEBUG) {
     char *m = f[4];
     if (!printable(m) || strlen(m) > TEXT_MAX) { *err = "message with control or non-ASCII characters"; return -1; }
     if (m[0] >= '4' && m[0] <= '5' && m[1] >= '0' && m[1] <= '9' && m[2] >= '0' && m[2] <= '9' &&
         expansions_ok(m)) {
-      r.code = (unsigned)((m[0] - '0') * 100 + (m[1] - '0') * 10 + (m[2] - '0'));
+      rp->code = (unsigned)((m[0] - '0') * 100 + (m[1] - '0') * 10 + (m[2] - '0'));
       m += 3;
       while (*m == ' ') ++m;
-      r.text = m;
-    } else r.text = "Recipient not allowed";
-  } else if (r.action != A_ALLOW && r.action != A_DEBUG)
-    r.text = "Mail from %F to %T prohibited from your location (%U@%H ip=%I)";
-  if (emit(&out[1], &r, err) == -1) return -1;
-  conds = r.conds; args = r.args;
+      rp->text = m;
+    } else rp->text = "Recipient not allowed";
+  } else if (rp->action != A_ALLOW && rp->action != A_DEBUG)
+    rp->text = "Mail from %F to %T prohibited from your location (%U@%H ip=%I)";
+  if (emit(&out[1], rp, err) == -1) return -1;
   return 0;
+}
+
+static int obtuse(stralloc out[2], char *line, const char *origin, int scope, const char **err)
+{
+  static struct rule r;
+  reset(&r);
+  return obtuse_body(out, line, origin, scope, err, &r);
 }
 
 int rules_parse_line(stralloc out[2], const char *line, const char *origin, int scope,
@@ -558,6 +572,14 @@ int rules_parse_line(stralloc out[2], const char *line, const char *origin, int 
   n = strlen(p);
   while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r')) --n;
   if (n > 4000) { *err = "line too long"; return -1; }
+  {
+    size_t i;
+    for (i = 0; i < n; ++i)
+      if (((unsigned char)p[i] < 32 && p[i] != '\t') || p[i] == 127) {
+        *err = "control character in the line";
+        return -1;
+      }
+  }
   if (!stralloc_copyb(&copy, p, n) || !stralloc_0(&copy)) { *err = "out of memory"; return -1; }
   {
     size_t w = strspn(copy.s, "abcdefghijklmnopqrstuvwxyz_");
