@@ -42,6 +42,8 @@
 #include <stralloc.h>
 #include "control.h"
 #include "rules.h"
+#include "valsql.h"
+#include "valuser.h"
 
 #define FILE_MAX (1024 * 1024)
 #define FILES_MAX 1000000
@@ -161,11 +163,56 @@ static int validname(const char *n)
   return p[-1] != '~';
 }
 
+/* rules kept in SQL by a web panel: the table mxguard_rules (scope, rules) in the database of
+ * control/vpopmail.mysql; a scope's rows go after its file's lines, if it has a file */
+struct sqlrule { char *scope, *text; int done; };
+static struct sqlrule *sqlrules;
+static size_t nsql, capsql;
+
+static void gotsql(const char *scope, const char *text, void *ctx)
+{
+  (void)ctx;
+  if (nsql == capsql) {
+    capsql = capsql ? capsql * 2 : 64;
+    if (capsql > FILES_MAX || !(sqlrules = realloc(sqlrules, capsql * sizeof *sqlrules))) nomem();
+  }
+  if (!(sqlrules[nsql].scope = strdup(scope)) || !(sqlrules[nsql].text = strdup(text))) nomem();
+  sqlrules[nsql++].done = 0;
+}
+
+static struct sqlrule *sqlfind(const char *scope)
+{
+  size_t i;
+  for (i = 0; i < nsql; ++i)
+    if (!sqlrules[i].done && !strcasecmp(sqlrules[i].scope, scope)) return &sqlrules[i];
+  return 0;
+}
+
+/* scopeset - compile one domain's or user's lines (a file's, then SQL's) into the cdb */
+static void scopeset(const char *name, const char *fn, const stralloc *text, const char *sqltext, int write)
+{
+  static stralloc fs[2], key, origin;
+  int user = strchr(name, '@') != 0;
+  size_t j;
+  fs[0].len = fs[1].len = 0;
+  if (text) compilefile(fn, text->s, text->len, user ? RS_USER : RS_DOMAIN, fs);
+  if (sqltext) {
+    if (!stralloc_copys(&origin, "mysql:") || !stralloc_cats(&origin, name) || !stralloc_0(&origin)) nomem();
+    compilefile(origin.s, sqltext, strlen(sqltext), user ? RS_USER : RS_DOMAIN, fs);
+  }
+  if (!stralloc_copys(&key, user ? "U" : "D") || !stralloc_cats(&key, name)) nomem();
+  for (j = 1; j < key.len; ++j) if (key.s[j] >= 'A' && key.s[j] <= 'Z') key.s[j] += 32;
+  if (write && fs[1].len) {
+    if (rules_optimize(&fs[1]) == -1) { errno = 0; die(111, "cannot optimise the rules of ", name); }
+    add(key.s, key.len, fs[1].s, fs[1].len);
+  }
+}
+
 static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int compile(int write)
 {
-  static stralloc text, g[2], fs[2], dyn, key;
+  static stralloc text, g[2], dyn, key;
   char tmp[] = "control/rules.cdb.XXXXXX";
   int fd = -1, lock = -1, r;
   DIR *dir;
@@ -182,7 +229,10 @@ static int compile(int write)
   r = readsafe(RULES_SRC, &text);
   if (r == -1) die(111, "cannot read ", RULES_SRC);
   if (r) compilefile(RULES_SRC, text.s, text.len, RS_DEFAULT, g);
-  /* per domain and per user */
+  /* per domain and per user: SQL rows (when vpopmail.mysql is there), then the files */
+  r = valsql_configured(VALUSER_SQLCONF);
+  if (r == -1) die(111, "cannot read ", VALUSER_SQLCONF);
+  if (r && valsql_rules(gotsql, 0) == -1) { errno = 0; die(111, "SQL: ", valsql_error()); }
   dir = opendir(RULES_DIR);
   if (!dir && errno != ENOENT) die(111, "cannot read ", RULES_DIR);
   if (dir) {
@@ -201,8 +251,7 @@ static int compile(int write)
     qsort(names, nn, sizeof *names, cmpstr);
     for (i = 0; i < nn; ++i) {
       static stralloc path;
-      int user = strchr(names[i], '@') != 0;
-      size_t j;
+      struct sqlrule *sq;
       if (!stralloc_copys(&path, RULES_DIR "/") || !stralloc_cats(&path, names[i]) || !stralloc_0(&path)) nomem();
       r = readsafe(path.s, &text);
       if (r == -1) {
@@ -211,17 +260,25 @@ static int compile(int write)
         continue;
       }
       if (!r) continue;
-      fs[0].len = fs[1].len = 0;
-      compilefile(path.s, text.s, text.len, user ? RS_USER : RS_DOMAIN, fs);
-      if (!stralloc_copys(&key, user ? "U" : "D") || !stralloc_cats(&key, names[i])) nomem();
-      for (j = 1; j < key.len; ++j) if (key.s[j] >= 'A' && key.s[j] <= 'Z') key.s[j] += 32;
-      if (write && fs[1].len) {
-        if (rules_optimize(&fs[1]) == -1) { errno = 0; die(111, "cannot optimise ", path.s); }
-        add(key.s, key.len, fs[1].s, fs[1].len);
-      }
+      sq = sqlfind(names[i]);
+      scopeset(names[i], path.s, &text, sq ? sq->text : 0, write);
+      if (sq) sq->done = 1;
       free(names[i]);
     }
     free(names);
+  }
+  {
+    size_t i;
+    for (i = 0; i < nsql; ++i)
+      if (!sqlrules[i].done) {
+        if (!validname(sqlrules[i].scope)) {
+          report("error", "mxguard_rules", "a scope that is not a domain or an address");
+          ++errors;
+          continue;
+        }
+        scopeset(sqlrules[i].scope, 0, 0, sqlrules[i].text, write);
+        sqlrules[i].done = 1;
+      }
   }
   /* the dynamic-PTR list */
   r = readsafe("control/dynamicptr", &text);

@@ -1507,6 +1507,31 @@ int rules_dump(stralloc *out, const char *set, size_t len)
     origin = skipconds(p);
     esc = origin + strlen(origin) + 1;
     text = esc + strlen(esc) + 1;
+    if (h[3] & FL_GROUP) {  /* one line per merged rule, as it was written */
+      const struct fact *f = factbyid((unsigned char)p[0]);
+      const char *v = p + 2, *o = text + strlen(text) + 2 + 2;
+      static stralloc one;
+      while (*v) {
+        size_t start = out->len;
+        one.len = 0;
+        /* a single-value rule: header, the condition with this value, the strings */
+        if (!stralloc_catb(&one, (const char *)h, 9) || !stralloc_catb(&one, p, 2) ||
+            !stralloc_catb(&one, v, (size_t)(skipvalue(v) - v)) || !stralloc_0(&one) || !stralloc_0(&one) ||
+            !stralloc_catb(&one, o, strlen(o) + 1) || !stralloc_catb(&one, esc, strlen(esc) + 1) ||
+            !stralloc_catb(&one, text, strlen(text) + 1) || !stralloc_0(&one))
+          return -1;
+        one.s[3] &= (char)~FL_GROUP;
+        one.s[0] = (char)(one.len & 255);
+        one.s[1] = (char)(one.len >> 8);
+        if (rules_dump(out, one.s, one.len) == -1) return -1;
+        (void)start;
+        (void)f;
+        v = skipvalue(v);
+        o += strlen(o) + 1;
+      }
+      pos += rl;
+      continue;
+    }
     if (!stralloc_cats(out, origin) || !stralloc_cats(out, ": ")) return -1;
     if ((h[3] & FL_OBSERVE) && !stralloc_cats(out, "observe ")) return -1;
     if ((h[3] & FL_MANDATORY) && !stralloc_cats(out, "mandatory ")) return -1;

@@ -240,3 +240,17 @@ int valsql_names(const char *domain, void (*fn)(const char *name, void *ctx), vo
   f.freeres(r);
   return 0;
 }
+
+int valsql_rules(void (*fn)(const char *scope, const char *text, void *ctx), void *ctx)
+{
+  MYSQL_RES *r;
+  MYSQL_ROW row;
+  unsigned e;
+  if (connect_db() == -1) return -1;
+  if (!stralloc_copys(&q, "SELECT scope, rules FROM mxguard_rules ORDER BY scope")) return fail("out of memory");
+  if (!(r = run(&e))) return e == ER_NO_SUCH_TABLE ? 0 : fail("query");
+  while ((row = f.fetch(r)))
+    if (row[0] && row[1]) fn(row[0], row[1], ctx);
+  f.freeres(r);
+  return 0;
+}

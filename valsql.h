@@ -19,6 +19,10 @@ int valsql_valias(const char *user, const char *domain);
 /* valsql_names - every user name of domain (for mxguard-users): each passed to fn; 0 or -1 */
 int valsql_names(const char *domain, void (*fn)(const char *name, void *ctx), void *ctx);
 
+/* valsql_rules - the rows of the table mxguard_rules (scope, rules) for mxguard-rules: scope
+ * is a domain or user@domain, rules its lines; a missing table is no rows. 0 or -1 */
+int valsql_rules(void (*fn)(const char *scope, const char *text, void *ctx), void *ctx);
+
 const char *valsql_error(void);  /* why the last call gave -1 */
 int valsql_loaded(void);         /* was the library loaded in this process */
 void valsql_reset(void);         /* close the connection, forget the settings */

@@ -216,7 +216,9 @@ static void parser_cases(void)
     {"deny \"451 4.7.1 no\"", RS_DEFAULT, "ERR: deny and noto need a 5xx code"},
     {"defer \"550 no\"", RS_DEFAULT, "ERR: defer needs a 4xx code"},
     {"deny \"550 4.7.1 no\"", RS_DEFAULT, "ERR: status code class differs"},
-    {"deny \"550 bad \x01 byte\"", RS_DEFAULT, "ERR: reply text with control or non-ASCII characters"},
+    {"deny \"550 bad \xe9 byte\"", RS_DEFAULT, "ERR: reply text with control or non-ASCII characters"},
+    {"deny \"550 bad \x01 byte\"", RS_DEFAULT, "ERR: control character in the line"},
+    {"deny if env=x", RS_DEFAULT, "ERR: env needs a name: env.NAME"},
     {"deny \"550 bad %Q\"", RS_DEFAULT, "ERR: unknown % expansion in reply text"},
     {"deny \"550 unterminated", RS_DEFAULT, "ERR: missing closing quote"},
     {"deny \"550 x\" ip=1.2.3.4", RS_DEFAULT, "ERR: the reply text must come last"},
@@ -544,7 +546,8 @@ static void group_cases(void)
     rules_dump(&dump, copy.s, copy.len);
     stralloc_0(&dump);
     check(!bad && copy.len < before && strstr(dump.s, "r:201: deny from=*@x.test") &&
-          !strstr(dump.s, "r:2:"), "grouping merges a run of rules", "%zu -> %zu: %.200s", before, copy.len, dump.s);
+          strstr(dump.s, "r:200: deny ip=10.199.0.0/16\nr:201") && strstr(dump.s, "r:1: deny ip=192.168.0.0/24\n"),
+          "grouping merges a run of rules, show lists each", "%zu -> %zu: %.200s", before, copy.len, dump.s);
   }
   (void)src;
 }
