@@ -253,7 +253,7 @@ def test_check_reports_errors_and_dead_rules(srv):
                        stderr=subprocess.STDOUT)
     eq(p.returncode, 1, 'check exit')
     for want in (b'control/rules:2: warning: can never match', b'control/rules:3: error: missing )',
-                 b'control/rules.d/u@example.test:1: error: reply text with control'):
+                 b'control/rules.d/u@example.test:1: error: control character in the line'):
         check(want in p.stdout, '%r not in %r' % (want, p.stdout))
     check(not os.path.exists(os.path.join(srv.control, 'rules.cdb')), 'check wrote nothing')
 
