@@ -92,10 +92,6 @@ static struct decision run_checks(enum stage st)
   int allow = 0;
   unsigned delay = 0;
   struct decision none = DECISION_NONE;
-  if (observeall < 0) {
-    const char *x = getenv("OBSERVE");
-    observeall = x && *x && strcmp(x, "0");
-  }
   for (i = 0; i < sizeof checks / sizeof checks[0]; ++i) {
     struct decision d;
     if (checks[i].stage != st || (allow && checks[i].kind == CHECK_POLICY)) continue;
@@ -107,6 +103,10 @@ static struct decision run_checks(enum stage st)
     }
     if (d.code == 250) { allow = 1; delay += d.delay_ms; continue; }
     if (!d.code) { delay += d.delay_ms; continue; }
+    if (observeall < 0) {  /* read at the first refusal: a clean session pays nothing */
+      const char *x = getenv("OBSERVE");
+      observeall = x && *x && strcmp(x, "0");
+    }
     if (observeall && checks[i].kind == CHECK_POLICY &&
         !(d.reason && !strncmp(d.reason, "rules_", 6))) {  /* our own trouble stays a 451 */
       observe(&d, checks[i].name);

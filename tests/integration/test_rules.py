@@ -348,6 +348,20 @@ def test_explain_agrees_with_the_daemon(srv):
 
 
 @case
+def test_explain_with_auth(srv):
+    compile_rules(srv, 'allow if auth=boss\ndeny if auth=* "550 5.7.1 not the boss"\n')
+    for user, want in (('worker', '< 550 5.7.1 not the boss'), ('boss', '< 250 ok')):
+        p = subprocess.run([RULES, 'explain', '--offline', '--smtpd', SMTPD, '--ip', '192.0.2.1', '--auth', user,
+                            '--from', 'a@b.test', '--rcpt', 'x@example.test'],
+                           env={'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        out = p.stdout.decode('latin-1')
+        said = [l.strip() for l in out.splitlines() if l.startswith('  < ')]
+        check('< 235 ok, go ahead (#2.0.0)' in said and said[-2] == want,
+              'explain --auth %s: %r' % (user, out[-500:]))
+
+
+@case
 def test_explain_from_a_log_line(srv):
     three_levels(srv)
     rcpt_replies(srv, 'a@bobhates.test', ['bob@example.test'])
