@@ -16,10 +16,12 @@ LIBS = -lowfat -lcares
 
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
   valuser.o valsql.o dnsbl.o rules.o
+SMTPD_OBJS += switches.o
 PROGS = mxguard-smtpd qq-maildir mxguard-users
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
+TESTPROGS += tests/t_switches
 BENCHPROGS = bench/banner bench/qq-sink
 
 default: $(PROGS)
@@ -85,6 +87,14 @@ mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
 rules.o: rules.c rules.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
+# the qmail-ldap and sagredo switches
+smtpd.o: switches.h
+switches.o: switches.c switches.h control.h decision.h dnsbl.h log.h session.h stock.h valuser.h \
+  conf-cc
+	$(COMPILE) -c $(SRC)/switches.c -o $@
+SWITCHES_TEST_OBJS = switches.o dnsbl.o stock.o valuser.o valsql.o control.o io.o log.o
+tests/t_switches: tests/t_switches.c $(SWITCHES_TEST_OBJS) tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_switches.c $(SWITCHES_TEST_OBJS) $(LIBS)
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
 

@@ -11,7 +11,8 @@
  * at RCPT (or before the banner with DNSBLGREETING): RBLSMTPD as rblsmtpd does; a DNSWL hit
  * (negative weight) permits and skips every DNS refusal; a score at or over the threshold
  * refuses with the list's TXT (or, in tag-only mode, adds an X-RBL: header); the rDNS
- * switches; RHSBL listings; the sender domain. Only a definite answer gives 5xx: a list that
+ * switches; RHSBL listings. The sender domain (RETURNMXCHECK, qmail-ldap's: any value is on)
+ * is decided at MAIL, with qmail-ldap's replies. Only a definite answer gives 5xx: a list that
  * does not answer in time is skipped and logged (fail-open, unless DNSBLFAILCLOSED), the rDNS
  * and sender checks answer 4xx when DNS failed. Relay and authenticated clients are not
  * checked. With no DNS setting at all, four control files are tried (and are missing), and no
@@ -720,7 +721,8 @@ static int settings(const char **file)
   if (envon(E_REQUIREFCRDNS)) wantptr = 2;
   else if (onoff(E_REQUIREPTR, "control/requireptr", &wantptr) == -1)
     return *file = "control/requireptr", -1;
-  if (onoff(E_RETURNMXCHECK, "control/returnmxcheck", &rm) == -1)
+  if (envval[E_RETURNMXCHECK]) rm = 1;  /* qmail-ldap: set, to any value, is on */
+  else if (onoff(E_RETURNMXCHECK, "control/returnmxcheck", &rm) == -1)
     return *file = "control/returnmxcheck", -1;
   returnmx = rm != 0;
   active = nzones || nrzones || wantptr || returnmx || (rblsmtpd && *rblsmtpd);
@@ -870,11 +872,23 @@ static struct decision verdict_sender(void)
     if (sstate[i] == Q_FAIL || sstate[i] == Q_PENDING) fail = 1;
     if (sstate[i] == Q_NX) nx = 1;
   }
-  if (fail) return refuse(451, "4.4.0", "temporary DNS failure looking up your envelope sender domain",
+  (void)nx;  /* qmail-ldap's texts: no such domain and no mail server read the same */
+  if (fail) return refuse(421, "4.3.0", "DNS temporary failure at return MX check, try again later",
                           "sender_dns_temp");
-  return refuse(553, "5.1.8", nx ? "sorry, your envelope sender domain must exist"
-                                 : "sorry, your envelope sender domain has no mail server",
-                "sender_domain");
+  return refuse(554, 0, "refused mailfrom because return MX does not exist", "sender_domain");
+}
+
+/* dnsbl_returnmx - RETURNMXCHECK at MAIL, as qmail-ldap answers it: wait for the sender
+ * domain's MX/A/AAAA (within the budget) and decide; the RCPT check does not ask again */
+struct decision dnsbl_returnmx(struct session *s)
+{
+  struct decision d;
+  (void)s;
+  if (!mxon) return DECISION_NONE;
+  if (!sender.done) pump(&sender);
+  d = verdict_sender();
+  mxon = 0;
+  return d;
 }
 
 /* verdict_rhs - the first RHSBL listing of the PTR name, the HELO name, the sender domain */

@@ -14,6 +14,8 @@ int dnsbl_start(struct session *s, const char **file);
 struct decision dnsbl_greeting(struct session *s);
 struct decision dnsbl_mail(struct session *s);  /* STAGE_MAIL: send the sender-domain lookups */
 struct decision dnsbl_rcpt(struct session *s);  /* STAGE_RCPT: wait (budget) and decide */
+/* dnsbl_returnmx - STAGE_MAIL after dnsbl_mail: RETURNMXCHECK's verdict, 554 or 421 */
+struct decision dnsbl_returnmx(struct session *s);
 /* dnsbl_header - in tag-only mode (RBLONLYHEADER, DNSBLTAG) the "X-RBL: ...\n" header line
  * for a listed client, else 0 */
 const char *dnsbl_header(void);

@@ -28,6 +28,7 @@
 #include "queue.h"
 #include "session.h"
 #include "stock.h"
+#include "switches.h"
 #include "tls.h"
 #include "valuser.h"
 
@@ -36,7 +37,8 @@
 #define REASONS_MAX 8       /* distinct refusal reasons counted for the summary line */
 
 static struct session s;
-static stralloc greeting, liphost;
+static stralloc greeting, liphost, me;
+static int keep421;  /* 550GREETING/421GREETING: a 421 to HELO does not end the session */
 static int liphostok;
 static struct qq qq;
 static char line[SMTP_LINE_MAX + 1];
@@ -64,11 +66,24 @@ struct check {
 };
 static const struct check checks[] = {
   {"rcptmax", STAGE_RCPT, stock_rcptmax, CHECK_HARD},
-  {"badmailfrom", STAGE_RCPT, stock_badmailfrom, CHECK_POLICY},
+  /* qmail-ldap and sagredo switches (switches.c), at the stage their code answers */
+  {"transaction", STAGE_MAIL, switches_txn, CHECK_HARD},
+  {"rejectnullsenders", STAGE_MAIL, switches_nullsenders, CHECK_POLICY},
+  {"badmailfrom-unknown", STAGE_MAIL, switches_bmfunknown, CHECK_POLICY},
+  {"nobounce", STAGE_MAIL, switches_nobounce, CHECK_POLICY},
+  {"sanitycheck", STAGE_MAIL, switches_sanity, CHECK_POLICY},
+  {"relayprobe", STAGE_RCPT, switches_relayprobe, CHECK_POLICY},
+  {"badhelo", STAGE_RCPT, switches_badhelo, CHECK_POLICY},
+  {"badmailfrom", STAGE_RCPT, switches_badmailfrom, CHECK_POLICY},  /* stock, or QREGEX */
+  {"brtlimit", STAGE_RCPT, switches_brtlimit, CHECK_POLICY},
+  {"badrcptto", STAGE_RCPT, switches_badrcptto, CHECK_POLICY},
   {"rcpthosts", STAGE_RCPT, stock_rcpthosts, CHECK_HARD},
+  {"badbounce", STAGE_RCPT, switches_badbounce, CHECK_POLICY},
   {"dnsbl_mail", STAGE_MAIL, dnsbl_mail, CHECK_POLICY},
+  {"returnmxcheck", STAGE_MAIL, switches_returnmx, CHECK_POLICY},
+  {"sendercheck", STAGE_MAIL, switches_sendercheck, CHECK_POLICY},
   {"dnsbl", STAGE_RCPT, dnsbl_rcpt, CHECK_POLICY},
-  {"valuser", STAGE_RCPT, valuser_check, CHECK_HARD},
+  {"valuser", STAGE_RCPT, switches_valuser, CHECK_HARD},  /* goodmailaddr, then valuser */
   {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
 };
@@ -186,7 +201,8 @@ static void reply(const struct decision *d)
     log_str("code", code);
     log_end();
   }
-  if (d->drop || d->code == 421) end_session(1, d->reason ? d->reason : "dropped");
+  if (d->drop || (d->code == 421 && !keep421) || (d->code >= 400 && switches_disconnect()))
+    end_session(1, d->reason ? d->reason : "dropped");  /* SMTP550DISCONNECT: after any refusal */
 }
 
 static void say(int code, const char *text)
@@ -723,7 +739,6 @@ static void instructions(void)
 /* setup - qmail-smtpd's setup(): control files, then the environment */
 static void setup(void)
 {
-  static stralloc me;
   int meok, r, timeout = 1200, databytes = 0;
   const char *x;
   unsigned int db;
@@ -761,6 +776,29 @@ static void setup(void)
   s.fakehelo = 0;
 }
 
+/* restricted - qmail-ldap's 550GREETING/421GREETING: the refusal instead of the banner
+ * (and the end with SMTP550DISCONNECT), then 20 seconds for each command, of which only QUIT
+ * does anything */
+static void restricted(const struct decision *g)
+{
+  keep421 = 1;
+  io_settimeout(20);
+  curcmd = "CONNECT";
+  reply(g);
+  for (;;) {
+    size_t len;
+    struct decision d;
+    int r = io_getline(line, sizeof line, &len);
+    if (r == IO_TIMEOUT) { curcmd = "READ"; die_alarm(); }
+    if (r <= 0) die_read();
+    line[strcspn(line, " ")] = 0;
+    if (r == IO_LINE && !case_diffs(line, "quit")) { curcmd = "QUIT"; smtp_quit(""); }
+    curcmd = "RESTRICTED";
+    d = switches_restricted(r == IO_LINE ? line : "");
+    reply(&d);
+  }
+}
+
 static void args(int argc, char **argv)
 {
   if (argc < 2) return;
@@ -791,6 +829,7 @@ int main(int argc, char **argv)
     if (auth_argv) log_str("auth", "configured");
     log_end();
   }
+  switches_init();
   {
     const char *file;  /* DNS lookups go out now: the answers arrive while the client talks */
     struct decision d;
@@ -798,6 +837,10 @@ int main(int argc, char **argv)
     if ((d = dnsbl_greeting(&s)).code) reply(&d);  /* DNSBLGREETING: refuse before the banner */
   }
   if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
+  {
+    struct decision d;
+    if (switches_greeting(&d, me.len ? &me : &greeting)) restricted(&d);
+  }
   greet(220, " ESMTP");
   for (;;) {
     size_t len;

@@ -1,0 +1,608 @@
+/* switches.c - the per-client switches of qmail-ldap (33d8d0d) and sagredo's qmail (302f308),
+ * by their names, with the replies and stages their qmail-smtpd.c code has (policy.md A7).
+ * Reads the environment once at connect (tcprules or the instruct cdb; one pass over environ):
+ * 550GREETING, 421GREETING, SMTP550DISCONNECT, SANITYCHECK, BLOCKRELAYPROBE, NOBOUNCE,
+ * SENDERCHECK, LDAPSOFTOK, QMAILLDAP (boolean ones: set, to any value, is on, as qmail-ldap's
+ * env_get), QREGEX (a number, non-zero on), LOGREGEX, DISABLE_BADMAILFROM, REJECTNULLSENDERS
+ * and BRTLIMIT (numbers, as sagredo's scan_ulong). Control files, each read on first need and
+ * absent = off: goodmailfrom, goodmailaddr, badmailfrom-unknown, badrcptto (qmail-ldap: exact
+ * address, @domain or user@), badhelo and with QREGEX badmailfrom and badrcptto (sagredo:
+ * POSIX extended regexes, case-insensitive, unanchored, a leading ! negates), the *norelay
+ * variants (only without RELAYCLIENT), rejectrelaytest, rejectnullsenders, brtlimit. A
+ * control file that cannot be read gives 451 (421 where the refusal itself is a 421); a regex
+ * that does not compile is logged and never matches (sagredo's behaviour). qmail-ldap refuses
+ * bounces with more than one recipient whatever its switches say; stock qmail-smtpd does not,
+ * so mxguard does it only when the client's switches were written for qmail-ldap: QMAILLDAP,
+ * or any of NOBOUNCE, SANITYCHECK, SENDERCHECK, BLOCKRELAYPROBE, SMTP550DISCONNECT,
+ * LDAPSOFTOK is set. With none of these names set and none of these files present, nothing
+ * here changes a reply. Names other patches read that mxguard does not implement are in
+ * switches_unimplemented[]: one log line per session each, never silently ignored. */
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "control.h"
+#include "dnsbl.h"
+#include "log.h"
+#include "stock.h"
+#include "switches.h"
+#include "valuser.h"
+
+#define REGEX_MAX 2000      /* patterns compiled per file; the rest are logged and ignored */
+#define GREETING_MAX 300    /* bytes of a 550GREETING/421GREETING text */
+#define IGNORED_MAX 16      /* unimplemented names remembered for the log */
+
+enum { S_550GREETING, S_421GREETING, S_SMTP550DISCONNECT, S_SANITYCHECK, S_BLOCKRELAYPROBE,
+       S_NOBOUNCE, S_SENDERCHECK, S_LDAPSOFTOK, S_QMAILLDAP, S_QREGEX, S_LOGREGEX,
+       S_DISABLE_BADMAILFROM, S_REJECTNULLSENDERS, S_BRTLIMIT, S_N };
+static const char *const names[S_N] = {
+  "550GREETING", "421GREETING", "SMTP550DISCONNECT", "SANITYCHECK", "BLOCKRELAYPROBE",
+  "NOBOUNCE", "SENDERCHECK", "LDAPSOFTOK", "QMAILLDAP", "QREGEX", "LOGREGEX",
+  "DISABLE_BADMAILFROM", "REJECTNULLSENDERS", "BRTLIMIT"};
+static const char *val[S_N];
+
+const struct switch_known switches_unimplemented[] = {
+  {"RBL", "qmail-ldap", "DNS lists from control/rbllist (use control/dnsbl)"},
+  {"AUTHORIZED", "qmail-ldap", "the client counts as authenticated"},
+  {"AUTHPREPEND", "qmail-ldap", "a prefix for the Received line of authenticated mail"},
+  {"NOLOCAL", "qmail-ldap", "locals not accepted as rcpthosts"},
+  {"SSLCERT", "qmail-ldap", "path of the TLS certificate (use control/servercert.pem)"},
+  {"NOCOMPRESS", "qmail-ldap", "no DATAZ compressed transfer"},
+  {"NOPBS", "qmail-ldap", "skip POP-before-SMTP (pbscheck)"},
+  {"DNSBLLIST", "sagredo", "DNS lists from a dnsbllist file (use control/dnsbl)"},
+  {"ALLOW_BARELF", "sagredo", "accept bare LF in DATA"},
+  {"SMTPD_GREETDELAY", "sagredo", "greeting delay"},
+  {"DROP_PRE_GREET", "sagredo", "drop clients talking before the greeting"},
+  {"SPFBEHAVIOR", "sagredo", "SPF checks"},
+  {"FORCEAUTHMAILFROM", "sagredo", "sender must equal the AUTH user"},
+  {"VALIDRCPTTO", "sagredo", "validrcptto list file"},
+  {"MOREVALIDRCPTTO_CDB", "sagredo", "validrcptto cdb"},
+  {"VALIDRCPTTO_LOG", "sagredo", "validrcptto log level"},
+  {"RCPTCHECKRELAYCLIENT", "sagredo", "external RCPTCHECK program for relay clients"},
+  {"CHKUSER_RCPTLIMIT", "chkuser", "recipients per session"},
+  {"CHKUSER_MBXQUOTA", "chkuser", "refuse recipients over a mailbox quota percentage"},
+  {"CHKUSER_IDENTIFY", "chkuser", "server name in chkuser log lines"},
+  {"CHKUSER_DOUBLEBOUNCE", "chkuser", "refuse bounces to a bouncing sender"},
+  {"CHKUSER_MUSTAUTH", "chkuser", "senders of local domains must authenticate"},
+  {0, 0, 0},
+};
+
+static int ignored[IGNORED_MAX], nignored;
+static unsigned char first[256];  /* first letters of every name above */
+static int firstdone;
+
+/* state read on first need: 0 not yet, else the control_* result (1, 0, -1) */
+struct relist {
+  int state;
+  int n;
+  regex_t *re;
+  char **pat;          /* the line, with its ! */
+};
+static struct cmap gmf, gma, bmfu, brt;
+static int gmfok, gmaok, bmfuok, brtok;
+static struct relist rl_bhelo, rl_bhelonr, rl_bmf, rl_bmfnr, rl_brt, rl_brtnr;
+static int relaytest = -1, nullsenders = -1, brtlimit = -1;
+static unsigned seen;  /* RCPTs of this transaction past the relay test */
+static stralloc txt;
+
+static struct decision q(int code, const char *esc, const char *text, const char *why)
+{
+  struct decision d = DECISION_NONE;
+  d.code = code; d.esc = esc; d.text = text; d.reason = why; d.qmail = 1;
+  return d;
+}
+
+static struct decision ctlerr(const char *file)
+{
+  if (log_on(LOG_ERROR)) {
+    log_start("error");
+    log_str("reason", "control");
+    log_str("file", file);
+    log_end();
+  }
+  return q(451, "4.3.0", "unable to read controls", "control");
+}
+
+/* ---- the environment */
+
+static void firstletters(void)
+{
+  int i;
+  for (i = 0; i < S_N; ++i) first[(unsigned char)names[i][0]] = 1;
+  for (i = 0; switches_unimplemented[i].name; ++i)
+    first[(unsigned char)switches_unimplemented[i].name[0]] = 1;
+  firstdone = 1;
+}
+
+static int is(const char *e, size_t l, const char *name)
+{
+  return strlen(name) == l && !memcmp(e, name, l);
+}
+
+/* scan - one pass over env; the first definition of a name wins, as getenv's */
+static void scan(char *const *env, int *ign, int *nign)
+{
+  char *const *e;
+  int k;
+  if (!firstdone) firstletters();
+  for (k = 0; k < S_N; ++k) val[k] = 0;
+  *nign = 0;
+  for (e = env; e && *e; ++e) {
+    const char *v = *e, *eq;
+    size_t l;
+    if (!first[(unsigned char)v[0]] || !(eq = strchr(v, '='))) continue;
+    l = (size_t)(eq - v);
+    for (k = 0; k < S_N; ++k)
+      if (is(v, l, names[k])) { if (!val[k]) val[k] = eq + 1; break; }
+    if (k < S_N) continue;
+    for (k = 0; switches_unimplemented[k].name; ++k)
+      if (is(v, l, switches_unimplemented[k].name)) break;
+    if (switches_unimplemented[k].name && *nign < IGNORED_MAX) {
+      int j;
+      for (j = 0; j < *nign && ign[j] != k; ++j) ;
+      if (j == *nign) ign[(*nign)++] = k;
+    }
+  }
+}
+
+void switches_init_env(char *const *env) { scan(env, ignored, &nignored); }
+
+void switches_init(void)
+{
+  extern char **environ;
+  int i;
+  scan(environ, ignored, &nignored);
+  if (!log_on(LOG_INFO)) return;
+  for (i = 0; i < nignored; ++i) {
+    log_start("switch");
+    log_str("act", "ignored");
+    log_str("name", switches_unimplemented[ignored[i]].name);
+    log_str("from", switches_unimplemented[ignored[i]].origin);
+    log_clients("why", "not implemented");
+    log_end();
+  }
+}
+
+int switches_ignored(char *const *env, void (*fn)(const struct switch_known *k, void *ctx),
+                     void *ctx)
+{
+  int ign[IGNORED_MAX], n, i;
+  const char *keep[S_N];
+  memcpy(keep, val, sizeof keep);
+  scan(env, ign, &n);
+  memcpy(val, keep, sizeof keep);
+  for (i = 0; i < n; ++i) fn(&switches_unimplemented[ign[i]], ctx);
+  return n;
+}
+
+/* number - sagredo's scan_ulong of a value: the leading digits, 0 when none */
+static unsigned long number(const char *x)
+{
+  return control_scanulong(x, 0);
+}
+
+static int ldapmode(void)
+{
+  return (val[S_QMAILLDAP] && strcmp(val[S_QMAILLDAP], "0")) || val[S_NOBOUNCE] ||
+         val[S_SANITYCHECK] || val[S_SENDERCHECK] || val[S_BLOCKRELAYPROBE] ||
+         val[S_SMTP550DISCONNECT] || val[S_LDAPSOFTOK];
+}
+
+static int qregex(void) { return val[S_QREGEX] && number(val[S_QREGEX]) != 0; }
+
+/* ---- the greeting */
+
+int switches_greeting(struct decision *d, const stralloc *me)
+{
+  const char *g = val[S_550GREETING] ? val[S_550GREETING] : val[S_421GREETING];
+  size_t i, n;
+  if (!g) return 0;
+  if (!*g)
+    g = val[S_550GREETING] ? "Sorry, your mail was administratively denied. (#5.7.1)"
+                           : "Service temporarily not available (#4.3.2)";
+  if (!stralloc_copy(&txt, me) || !stralloc_cats(&txt, " ")) return 0;
+  n = txt.len;
+  if (!stralloc_cats(&txt, g)) return 0;
+  if (txt.len > n + GREETING_MAX) txt.len = n + GREETING_MAX;
+  for (i = n; i < txt.len; ++i)  /* a client's reply line: printable only */
+    if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
+  if (!stralloc_0(&txt)) return 0;
+  *d = q(val[S_550GREETING] ? 554 : 421, 0, txt.s,
+         val[S_550GREETING] ? "greeting550" : "greeting421");
+  d->drop = val[S_SMTP550DISCONNECT] != 0;
+  return 1;
+}
+
+struct decision switches_restricted(const char *verb)
+{
+  if (val[S_421GREETING] && (!strcasecmp(verb, "helo") || !strcasecmp(verb, "ehlo")))
+    return q(421, "4.3.2", "Service temporarily not available", "greeting421");
+  return q(503, "5.5.1", "bad sequence of commands", "greeting");
+}
+
+int switches_disconnect(void) { return val[S_SMTP550DISCONNECT] != 0; }
+
+/* ---- lists */
+
+static const char *lastat(const char *a, size_t len)
+{
+  while (len--) if (a[len] == '@') return a + len;
+  return 0;
+}
+
+/* addrmap - qmail-ldap's constmap lookups: the address, "@domain", "user@"; 1, 0, -1 */
+static int addrmap(struct cmap *m, const char *a, size_t len)
+{
+  const char *at;
+  int r;
+  if ((r = cmap_has(m, a, len))) return r;
+  if (!(at = lastat(a, len))) return 0;
+  if ((r = cmap_has(m, at, len - (size_t)(at - a)))) return r;
+  return cmap_has(m, a, (size_t)(at - a) + 1);
+}
+
+static int loadmap(struct cmap *m, int *ok, const char *fn)
+{
+  if (!*ok) *ok = cmap_load(m, fn) == -1 ? -1 : 2 + (m->sa.len != 0);
+  return *ok == -1 ? -1 : *ok == 3;
+}
+
+/* goodfrom - the sender is in control/goodmailfrom: 1, 0, -1 unreadable */
+static int goodfrom(const char *a, size_t len)
+{
+  int r = loadmap(&gmf, &gmfok, "control/goodmailfrom");
+  return r == 1 ? addrmap(&gmf, a, len) : r;
+}
+
+/* goodaddr - control/goodmailaddr, with qmail-ldap's catchall forms: 1, 0, -1 */
+static int goodaddr(const char *a, size_t len)
+{
+  static stralloc c;
+  const char *at;
+  size_t i;
+  int r = loadmap(&gma, &gmaok, "control/goodmailaddr");
+  if (r != 1) return r;
+  if ((r = addrmap(&gma, a, len)) || !(at = lastat(a, len))) return r;
+  for (i = (size_t)(at - a); i-- > 0;)  /* foo-catchall@domain, longest prefix first */
+    if (a[i] == '-') {
+      if (!stralloc_copyb(&c, a, i + 1) || !stralloc_cats(&c, "catchall") ||
+          !stralloc_catb(&c, at, len - (size_t)(at - a)))
+        return -1;
+      if ((r = cmap_has(&gma, c.s, c.len))) return r;
+    }
+  if (!stralloc_copys(&c, "catchall") || !stralloc_catb(&c, at, len - (size_t)(at - a))) return -1;
+  return cmap_has(&gma, c.s, c.len);
+}
+
+static void logregex(const char *file, const char *pat, const char *what)
+{
+  if (!log_on(LOG_ERROR)) return;
+  log_start("error");
+  log_str("reason", "regex");
+  log_str("file", file);
+  log_clients("pattern", pat);
+  log_clients("what", what);
+  log_end();
+}
+
+/* relist_load - the regexes of fn, compiled once; 1 present, 0 absent or empty, -1 error */
+static int relist_load(struct relist *l, const char *fn)
+{
+  static stralloc sa;
+  size_t i, n = 0;
+  int r;
+  if (l->state) return l->state == 2 ? 0 : l->state;
+  r = control_readfile(&sa, fn);
+  if (r != 1) { l->state = r ? -1 : 2; return r; }
+  for (i = 0; i < sa.len; i += strlen(sa.s + i) + 1) ++n;
+  if (n > REGEX_MAX) { logregex(fn, "", "too many patterns: the rest are ignored"); n = REGEX_MAX; }
+  l->re = calloc(n + 1, sizeof *l->re);
+  l->pat = calloc(n + 1, sizeof *l->pat);
+  if (!l->re || !l->pat) return l->state = -1;
+  for (i = 0; i < sa.len && l->n < (int)n; i += strlen(sa.s + i) + 1) {
+    const char *p = sa.s + i;
+    char errbuf[128];
+    int e = regcomp(&l->re[l->n], p + (*p == '!'), REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    if (e) {
+      regerror(e, &l->re[l->n], errbuf, sizeof errbuf);
+      logregex(fn, p, errbuf);
+      continue;
+    }
+    if (!(l->pat[l->n] = strdup(p))) return l->state = -1;
+    ++l->n;
+  }
+  return l->state = 1;
+}
+
+/* relist_match - sagredo's bmcheck: the first line that matches (or, with !, does not) */
+static const char *relist_match(const struct relist *l, const char *text)
+{
+  int i;
+  for (i = 0; i < l->n; ++i) {
+    int m = regexec(&l->re[i], text, 0, 0, 0) == 0;
+    if (m != (l->pat[i][0] == '!')) return l->pat[i];
+  }
+  return 0;
+}
+
+int switches_regex_test(const char *lines, size_t len, const char *text, const char **which)
+{
+  struct relist l;
+  size_t i;
+  int n = 0;
+  memset(&l, 0, sizeof l);
+  for (i = 0; i < len; i += strlen(lines + i) + 1) ++n;
+  l.re = calloc((size_t)n + 1, sizeof *l.re);
+  l.pat = calloc((size_t)n + 1, sizeof *l.pat);
+  if (!l.re || !l.pat) return -1;
+  for (i = 0; i < len; i += strlen(lines + i) + 1)
+    if (!regcomp(&l.re[l.n], lines + i + (lines[i] == '!'), REG_EXTENDED | REG_ICASE | REG_NOSUB))
+      l.pat[l.n++] = (char *)lines + i;
+  *which = relist_match(&l, text);
+  for (i = 0; i < (size_t)l.n; ++i) regfree(&l.re[i]);
+  free(l.re);
+  free(l.pat);
+  return *which != 0;
+}
+
+/* regexes - text against file fn (and fnnr without RELAYCLIENT): 1 match, 0, -1 error
+ * (*file says which) */
+static int regexes(struct session *s, struct relist *l, const char *fn, struct relist *lnr,
+                   const char *fnnr, const char *text, const char **file)
+{
+  const char *p = 0;
+  int r = relist_load(l, fn);
+  if (r == -1) return *file = fn, -1;
+  if (r == 1) p = relist_match(l, text);
+  if (!p && !s->relayclient) {
+    if ((r = relist_load(lnr, fnnr)) == -1) return *file = fnnr, -1;
+    if (r == 1 && (p = relist_match(lnr, text))) fn = fnnr;
+  }
+  if (p && val[S_LOGREGEX] && log_on(LOG_INFO)) {  /* sagredo's LOGREGEX: which pattern */
+    log_start("qregex");
+    log_str("file", fn);
+    log_clients("pattern", p);
+    log_clients("text", text);
+    log_end();
+  }
+  return p != 0;
+}
+
+/* ctlnum - env value x, else the number in control file fn (cached in *v); -1 unreadable */
+static int ctlnum(const char *x, const char *fn, int *v)
+{
+  if (*v >= 0) return 0;
+  if (x) { unsigned long u = number(x); *v = u > 1000000 ? 1000000 : (int)u; return 0; }
+  *v = 0;
+  if (control_readint(v, fn) == -1) { *v = -1; return -1; }
+  if (*v < 0) *v = 0;
+  return 0;
+}
+
+static int bounce(const char *a, size_t len) { return !len || (len == 4 && !memcmp(a, "#@[]", 4)); }
+
+/* ---- MAIL */
+
+/* unlessgood - the refusal d, unless the sender is in goodmailfrom */
+static struct decision unlessgood(const char *a, size_t len, struct decision d)
+{
+  int r = goodfrom(a, len);
+  if (r == -1) return ctlerr("control/goodmailfrom");
+  return r ? DECISION_NONE : d;
+}
+
+struct decision switches_txn(struct session *s)
+{
+  (void)s;
+  seen = 0;
+  return DECISION_NONE;
+}
+
+struct decision switches_nullsenders(struct session *s)
+{
+  struct decision d;
+  if (s->rcpt.len) return DECISION_NONE;
+  if (ctlnum(val[S_REJECTNULLSENDERS], "control/rejectnullsenders", &nullsenders) == -1) {
+    d = ctlerr("control/rejectnullsenders");
+    d.code = 421;
+    d.drop = 1;
+    return d;
+  }
+  if (!nullsenders) return DECISION_NONE;
+  d = q(421, "4.3.0", "null senders temporarily denied", "rejectnullsenders");
+  d.drop = 1;
+  return d;
+}
+
+struct decision switches_bmfunknown(struct session *s)
+{
+  int r;
+  if (strcasecmp(s->remotehost, "unknown")) return DECISION_NONE;
+  if ((r = loadmap(&bmfu, &bmfuok, "control/badmailfrom-unknown")) == -1)
+    return ctlerr("control/badmailfrom-unknown");
+  if (!r || !(r = addrmap(&bmfu, s->rcpt.s, s->rcpt.len))) return DECISION_NONE;
+  if (r == -1) return q(451, "4.3.0", "out of memory", "nomem");
+  if (!stralloc_copys(&txt, "sorry, your mail from a host [") || !stralloc_cats(&txt, s->remoteip) ||
+      !stralloc_cats(&txt, "] without valid reverse DNS was administratively denied") ||
+      !stralloc_0(&txt))
+    return q(451, "4.3.0", "out of memory", "nomem");
+  return unlessgood(s->rcpt.s, s->rcpt.len, q(553, "5.7.1", txt.s, "badmailfrom-unknown"));
+}
+
+struct decision switches_nobounce(struct session *s)
+{
+  if (!val[S_NOBOUNCE] || !bounce(s->rcpt.s, s->rcpt.len)) return DECISION_NONE;
+  return q(554, 0, "RFC2821 bounces are administratively denied", "nobounce");
+}
+
+struct decision switches_sanity(struct session *s)
+{
+  const char *a = s->rcpt.s, *at, *why = 0;
+  size_t len = s->rcpt.len;
+  if (!val[S_SANITYCHECK] || bounce(a, len)) return DECISION_NONE;
+  if (!(at = lastat(a, len))) why = "mailfrom without @ is administratively denied";
+  else if (at == a || at + 1 == a + len)
+    why = "mailfrom without user or domain part is administratively denied";
+  else if (!memchr(at, '.', len - (size_t)(at - a)))
+    why = "mailfrom without . in domain part is administratively denied";
+  if (!why) return DECISION_NONE;
+  return unlessgood(a, len, q(554, 0, why, "sanitycheck"));
+}
+
+struct decision switches_returnmx(struct session *s)
+{
+  struct decision d = dnsbl_returnmx(s);
+  if (!d.code) return d;
+  return unlessgood(s->rcpt.s, s->rcpt.len, d);
+}
+
+/* sendernotlocal - SENDERCHECK for a sender whose domain is not ours */
+static struct decision sendernotlocal(struct session *s, const char *mode)
+{
+  struct decision d = q(554, 0, "refused mailfrom because valid local sender address required",
+                        "sendercheck");
+  if (!strcasecmp(mode, "STRICT")) return d;
+  if (strcasecmp(mode, "LOOSE")) return DECISION_NONE;
+  {
+    struct session t = *s;  /* LOOSE: the sender's domain must be in rcpthosts */
+    struct decision r;
+    t.relayclient = 0;
+    r = stock_rcpthosts(&t);
+    if (r.code && r.code != 553) return r;
+    return r.code ? d : DECISION_NONE;
+  }
+}
+
+struct decision switches_sendercheck(struct session *s)
+{
+  const char *a = s->rcpt.s, *mode = val[S_SENDERCHECK];
+  size_t len = s->rcpt.len;
+  struct vu_result vr;
+  int r;
+  if (!mode || bounce(a, len)) return DECISION_NONE;
+  if ((r = goodfrom(a, len)) == -1) return ctlerr("control/goodmailfrom");
+  if (r) return DECISION_NONE;
+  if ((r = goodaddr(a, len)) == -1) return ctlerr("control/goodmailaddr");
+  if (r) return DECISION_NONE;
+  valuser_lookup(a, len, &vr);
+  switch (vr.r) {
+    case VU_YES: return DECISION_NONE;
+    case VU_NO: return q(554, "5.1.1", "Sorry, no mailbox here by that name.", "sendercheck");
+    case VU_TEMP:
+      if (val[S_LDAPSOFTOK]) return DECISION_NONE;
+      if (log_on(LOG_ERROR)) {
+        log_start("error");
+        log_str("reason", "sendercheck");
+        log_str("backend", vr.backend ? vr.backend : "unknown");
+        log_str("why", vr.why ? vr.why : "unknown");
+        if (vr.detail) log_clients("detail", vr.detail);
+        log_end();
+      }
+      return q(451, "4.3.0", "temporary failure verifying the sender address", "sendercheck_temp");
+  }
+  if (vr.why && !strcmp(vr.why, "notlocal")) return sendernotlocal(s, mode);
+  return DECISION_NONE;  /* local, but nothing can tell (no user database): as qmail-ldap's */
+}
+
+/* ---- RCPT */
+
+int switches_relayprobe_test(const char *a, size_t len)
+{
+  const char *at = lastat(a, len);
+  size_t j = at ? (size_t)(at - a) : len;
+  while (j-- > 0)
+    if (a[j] == '@' || a[j] == '%' || a[j] == '!') return 1;
+  return 0;
+}
+
+struct decision switches_relayprobe(struct session *s)
+{
+  if (!val[S_BLOCKRELAYPROBE]) {
+    if (relaytest < 0 && ctlnum(0, "control/rejectrelaytest", &relaytest) == -1)
+      return ctlerr("control/rejectrelaytest");
+    if (!relaytest) return DECISION_NONE;
+  }
+  if (!switches_relayprobe_test(s->rcpt.s, s->rcpt.len)) return DECISION_NONE;
+  if (!val[S_BLOCKRELAYPROBE]) return q(553, "5.7.1", "we don't relay", "rejectrelaytest");
+  if (!stralloc_copys(&txt, "sorry, we don't relay for [") || !stralloc_cats(&txt, s->remoteip) ||
+      !stralloc_cats(&txt, "]") || !stralloc_0(&txt))
+    return q(451, "4.3.0", "out of memory", "nomem");
+  return q(553, "5.7.1", txt.s, "blockrelayprobe");
+}
+
+struct decision switches_badhelo(struct session *s)
+{
+  const char *file;
+  int r;
+  if (!s->helo.len) return DECISION_NONE;  /* no HELO said: nothing to check */
+  r = regexes(s, &rl_bhelo, "control/badhelo", &rl_bhelonr, "control/badhelonorelay", s->helo.s,
+              &file);
+  if (r == -1) return ctlerr(file);
+  return r ? q(553, "5.7.1", "sorry, your HELO host name has been denied", "badhelo")
+           : DECISION_NONE;
+}
+
+struct decision switches_badmailfrom(struct session *s)
+{
+  struct decision d;
+  const char *file;
+  int r;
+  if (val[S_DISABLE_BADMAILFROM]) return DECISION_NONE;
+  if (!qregex()) {
+    d = stock_badmailfrom(s);
+    return d.code == 553 ? unlessgood(s->mailfrom.s, s->mailfrom.len, d) : d;
+  }
+  if (!s->mailfrom.len) return DECISION_NONE;  /* sagredo: the null sender is never checked */
+  r = regexes(s, &rl_bmf, "control/badmailfrom", &rl_bmfnr, "control/badmailfromnorelay",
+              s->mailfrom.s, &file);
+  if (r == -1) return ctlerr(file);
+  if (!r) return DECISION_NONE;
+  return unlessgood(s->mailfrom.s, s->mailfrom.len,
+                    q(553, "5.7.1", "sorry, your envelope sender has been denied", "badmailfrom"));
+}
+
+struct decision switches_brtlimit(struct session *s)
+{
+  struct decision d;
+  if (brtlimit < 0 && ctlnum(val[S_BRTLIMIT], "control/brtlimit", &brtlimit) == -1) {
+    brtlimit = -1;
+    return ctlerr("control/brtlimit");
+  }
+  if (!brtlimit || s->rcpt_bad < (unsigned long)brtlimit) return DECISION_NONE;
+  d = q(421, "4.3.0", "too many invalid addresses, goodbye", "brtlimit");
+  d.drop = 1;
+  return d;
+}
+
+struct decision switches_badrcptto(struct session *s)
+{
+  const char *file;
+  int r;
+  if (qregex()) {
+    r = regexes(s, &rl_brt, "control/badrcptto", &rl_brtnr, "control/badrcpttonorelay", s->rcpt.s,
+                &file);
+    if (r == -1) return ctlerr(file);
+    return r ? q(553, "5.7.1", "sorry, your envelope recipient has been denied", "badrcptto")
+             : DECISION_NONE;
+  }
+  if ((r = loadmap(&brt, &brtok, "control/badrcptto")) == -1) return ctlerr("control/badrcptto");
+  if (r) r = addrmap(&brt, s->rcpt.s, s->rcpt.len);
+  if (r == -1) return q(451, "4.3.0", "out of memory", "nomem");
+  return r ? q(553, "5.7.1", "sorry, mail to that recipient is not accepted", "badrcptto")
+           : DECISION_NONE;
+}
+
+struct decision switches_badbounce(struct session *s)
+{
+  if (++seen < 2 || !bounce(s->mailfrom.s, s->mailfrom.len) || !ldapmode()) return DECISION_NONE;
+  return q(550, "5.7.1",
+           "sorry, I don't accept bounce messages with more than one recipient. Go read RFC2821.",
+           "badbounce");
+}
+
+struct decision switches_valuser(struct session *s)
+{
+  int r = goodaddr(s->rcpt.s, s->rcpt.len);
+  if (r == -1) return ctlerr("control/goodmailaddr");
+  return r ? DECISION_NONE : valuser_check(s);
+}

@@ -1,0 +1,335 @@
+/* t_switches - switches.c on hand-filled sessions in scratch qmail homes: the environment scan
+ * and the table of known-but-unimplemented names, the greeting decisions, the relay-probe
+ * test, sagredo's regex lists (negation, case, substring), qmail-ldap's address maps
+ * (exact, @domain, user@, catchall), each check's exact reply, goodmailfrom/goodmailaddr
+ * bypasses, and the qmail-ldap-only bounce rule staying off without qmail-ldap switches.
+ * Control files are read once per process, so each fixture runs in a child. */
+#include <sys/wait.h>
+#include "stock.h"
+#include "switches.h"
+#include "check.h"
+
+static struct session s;
+
+static void set(stralloc *sa, const char *x)
+{
+  stralloc_copys(sa, x);
+  stralloc_0(sa);
+  --sa->len;
+}
+
+/* expect - a decision against the wanted code (0 none) and, for refusals, esc and text */
+static void expect(const char *name, struct decision d, int code, const char *esc, const char *text)
+{
+  if (d.code != code) { check(0, name, "code %d, want %d (%s)", d.code, code, d.text ? d.text : ""); return; }
+  if (!code) { check(1, name, "%s", ""); return; }
+  if ((d.esc || esc) && (!d.esc || !esc || strcmp(d.esc, esc)))
+    check(0, name, "esc %s, want %s", d.esc ? d.esc : "(none)", esc ? esc : "(none)");
+  else if (!d.text || strcmp(d.text, text))
+    check(0, name, "text %s, want %s", d.text ? d.text : "(none)", text);
+  else if (!d.qmail) check(0, name, "not qmail style");
+  else if (!d.reason || !*d.reason) check(0, name, "no reason for the log");
+  else check(1, name, "%s", "");
+}
+
+static void env(char *const *e)
+{
+  switches_init_env(e);
+}
+
+static void fixture(const char *name)
+{
+  if (chdir(check_dir) == -1 || mkdir(name, 0755) == -1 || chdir(name) == -1 ||
+      mkdir("control", 0755) == -1) {
+    check(0, name, "fixture: %s", strerror(errno));
+    _exit(1);
+  }
+  memset(&s, 0, sizeof s);
+  s.remoteip = "192.0.2.7";
+  s.remotehost = "unknown";
+  set(&s.helo, "");
+  set(&s.mailfrom, "");
+}
+
+static void in_child(void (*fn)(void), const char *name)
+{
+  int st;
+  pid_t pid;
+  fflush(stdout);
+  pid = fork();
+  if (pid == -1) { check(0, name, "fork failed"); return; }
+  if (!pid) {
+    check_npass = check_nfail = 0;
+    fn();
+    fflush(stdout);
+    _exit(check_nfail ? 1 : 0);
+  }
+  if (waitpid(pid, &st, 0) == -1) { check(0, name, "waitpid failed"); return; }
+  if (WIFSIGNALED(st)) check(0, name, "child killed by signal %d", WTERMSIG(st));
+  else if (WEXITSTATUS(st) > 1) check(0, name, "child exit %d", WEXITSTATUS(st));
+  else if (WEXITSTATUS(st) == 1) ++check_nfail;
+}
+
+/* ---- pure parts */
+
+static void relayprobe(void)
+{
+  static const struct { const char *a; int probe; } t[] = {
+    {"u@example.test", 0}, {"u%v@example.test", 1}, {"a@b@example.test", 1},
+    {"host!u@example.test", 1}, {"u@ex%ample.test", 0}, {"noat", 0}, {"", 0},
+    {"u!x", 1},  /* no @: the whole address is before it */
+  };
+  size_t i;
+  for (i = 0; i < sizeof t / sizeof t[0]; ++i) {
+    char n[100];
+    snprintf(n, sizeof n, "relayprobe %s", t[i].a);
+    check(switches_relayprobe_test(t[i].a, strlen(t[i].a)) == t[i].probe, n, "want %d", t[i].probe);
+  }
+}
+
+#define L(x) x, sizeof x - 1
+static void regex(void)
+{
+  const char *w;
+  check(switches_regex_test(L("spam\\.test$\0"), "a@SPAM.test", &w) == 1, "regex case-insensitive", "%s", "");
+  check(switches_regex_test(L("spam\\.test$\0"), "a@spam.test.org", &w) == 0, "regex anchored by $", "%s", "");
+  check(switches_regex_test(L("am\\.te\0"), "a@spam.test.org", &w) == 1, "regex unanchored", "%s", "");
+  check(switches_regex_test(L("@example.com\0"), "a@exampleXcom.net", &w) == 1,
+        "regex: a classic qmail line is a regex", "%s", "");
+  check(switches_regex_test(L("!\\.test$\0"), "a@b.org", &w) == 1 && !strcmp(w, "!\\.test$"),
+        "regex ! negates: no match refuses", "which %s", w ? w : "(none)");
+  check(switches_regex_test(L("!\\.test$\0"), "a@b.test", &w) == 0, "regex ! negates: match passes", "%s", "");
+  check(switches_regex_test(L("(\0x\0"), "x", &w) == 1 && !strcmp(w, "x"),
+        "regex: a bad pattern is skipped", "%s", "");
+}
+
+static struct { int n; const char *names[8]; } got;
+static void collect(const struct switch_known *k, void *ctx)
+{
+  (void)ctx;
+  if (got.n < 8) got.names[got.n++] = k->name;
+}
+
+static void scan(void)
+{
+  static char *e1[] = {"PATH=/bin", "RBL=", "NOBOUNCE=", "DNSBLLIST=/x", "RBL=again", "TCPREMOTEIP=1.2.3.4",
+                       "CHKUSER_MBXQUOTA=90", 0};
+  struct decision d;
+  stralloc me = {0};
+  int n = 0;
+  n = switches_ignored(e1, collect, 0);
+  check(n == 3 && !strcmp(got.names[0], "RBL") && !strcmp(got.names[1], "DNSBLLIST") &&
+        !strcmp(got.names[2], "CHKUSER_MBXQUOTA"), "ignored: each name once", "n=%d", n);
+  {
+    static char *e2[] = {"550GREETING=", 0};
+    stralloc_copys(&me, "mx.test");
+    env(e2);
+    check(switches_greeting(&d, &me) == 1, "550GREETING empty: on", "%s", "");
+    expect("550GREETING default text", d, 554, 0,
+           "mx.test Sorry, your mail was administratively denied. (#5.7.1)");
+    check(!d.drop, "550GREETING: no drop without SMTP550DISCONNECT", "%s", "");
+    expect("550GREETING: HELO gets 503", switches_restricted("HELO"), 503, "5.5.1",
+           "bad sequence of commands");
+  }
+  {
+    static char *e3[] = {"421GREETING=go away\r\nnow", "550GREETING=no", "SMTP550DISCONNECT=0", 0};
+    env(e3);
+    switches_greeting(&d, &me);
+    expect("550 wins over 421", d, 554, 0, "mx.test no");
+    check(d.drop == 1, "SMTP550DISCONNECT (even =0) drops", "%s", "");
+    expect("421GREETING: HELO gets 421", switches_restricted("ehlo"), 421, "4.3.2",
+           "Service temporarily not available");
+    expect("421GREETING: MAIL gets 503", switches_restricted("MAIL"), 503, "5.5.1",
+           "bad sequence of commands");
+    check(switches_disconnect() == 1, "SMTP550DISCONNECT set", "%s", "");
+  }
+  {
+    static char *e4[] = {"421GREETING=go away\r\nnow", 0};
+    env(e4);
+    switches_greeting(&d, &me);
+    expect("421GREETING text made printable", d, 421, 0, "mx.test go away??now");
+  }
+  {
+    static char *e5[] = {"PATH=/bin", 0};
+    env(e5);
+    check(switches_greeting(&d, &me) == 0 && switches_disconnect() == 0, "no switch: no greeting", "%s", "");
+  }
+}
+
+/* ---- checks over control files */
+
+static void mail(const char *from) { set(&s.rcpt, from); }
+
+static void mailchecks(void)
+{
+  static char *e[] = {"SANITYCHECK=", "NOBOUNCE=", 0};
+  fixture("mail");
+  check_writes("control/goodmailfrom", "good@nodot\n@gooddomain\n");
+  check_writes("control/badmailfrom-unknown", "@spam.test\nbad@\n");
+  env(e);
+  mail("");
+  expect("NOBOUNCE <>", switches_nobounce(&s), 554, 0, "RFC2821 bounces are administratively denied");
+  mail("#@[]");
+  expect("NOBOUNCE #@[]", switches_nobounce(&s), 554, 0, "RFC2821 bounces are administratively denied");
+  expect("SANITYCHECK skips bounces", switches_sanity(&s), 0, 0, 0);
+  mail("noat");
+  expect("SANITYCHECK no @", switches_sanity(&s), 554, 0, "mailfrom without @ is administratively denied");
+  mail("@x.test");
+  expect("SANITYCHECK no user", switches_sanity(&s), 554, 0,
+         "mailfrom without user or domain part is administratively denied");
+  mail("u@");
+  expect("SANITYCHECK no domain", switches_sanity(&s), 554, 0,
+         "mailfrom without user or domain part is administratively denied");
+  mail("u@localhost");
+  expect("SANITYCHECK no dot", switches_sanity(&s), 554, 0,
+         "mailfrom without . in domain part is administratively denied");
+  mail("good@nodot");
+  expect("SANITYCHECK goodmailfrom exact", switches_sanity(&s), 0, 0, 0);
+  mail("x@gooddomain");
+  expect("SANITYCHECK goodmailfrom @domain", switches_sanity(&s), 0, 0, 0);
+  mail("u@ok.test");
+  expect("SANITYCHECK ok", switches_sanity(&s), 0, 0, 0);
+  mail("x@spam.test");
+  expect("badmailfrom-unknown @domain", switches_bmfunknown(&s), 553, "5.7.1",
+         "sorry, your mail from a host [192.0.2.7] without valid reverse DNS was administratively denied");
+  mail("bad@any.test");
+  expect("badmailfrom-unknown user@", switches_bmfunknown(&s), 553, "5.7.1",
+         "sorry, your mail from a host [192.0.2.7] without valid reverse DNS was administratively denied");
+  s.remotehost = "host.example.test";
+  expect("badmailfrom-unknown: known host passes", switches_bmfunknown(&s), 0, 0, 0);
+  s.remotehost = "UNKNOWN";
+  expect("badmailfrom-unknown: UNKNOWN is unknown", switches_bmfunknown(&s), 553, "5.7.1",
+         "sorry, your mail from a host [192.0.2.7] without valid reverse DNS was administratively denied");
+}
+
+static void nullsenders(void)
+{
+  static char *e[] = {"REJECTNULLSENDERS=", 0};
+  fixture("nullsenders");
+  check_writes("control/rejectnullsenders", "1\n");
+  env(e);  /* sagredo: the variable wins, and "" scans as 0 */
+  mail("");
+  expect("REJECTNULLSENDERS= off", switches_nullsenders(&s), 0, 0, 0);
+}
+
+static void nullsenders_file(void)
+{
+  static char *e[] = {"PATH=/bin", 0};
+  struct decision d;
+  fixture("nullsenders_file");
+  check_writes("control/rejectnullsenders", "1\n");
+  env(e);
+  mail("u@x.test");
+  expect("rejectnullsenders: a sender passes", switches_nullsenders(&s), 0, 0, 0);
+  mail("");
+  d = switches_nullsenders(&s);
+  expect("control/rejectnullsenders", d, 421, "4.3.0", "null senders temporarily denied");
+  check(d.drop, "rejectnullsenders drops", "%s", "");
+}
+
+static void rcptchecks(void)
+{
+  static char *e[] = {"BLOCKRELAYPROBE=", 0};
+  fixture("rcpt");
+  check_writes("control/badrcptto", "abuse@example.test\n@bad.test\npostmaster@\n");
+  check_writes("control/badhelo", "^friend$\n!\\.\n");
+  check_writes("control/goodmailaddr", "catchall@g.test\nu-catchall@h.test\n");
+  env(e);
+  set(&s.rcpt, "a%b@example.test");
+  expect("BLOCKRELAYPROBE", switches_relayprobe(&s), 553, "5.7.1", "sorry, we don't relay for [192.0.2.7]");
+  set(&s.rcpt, "abuse@example.test");
+  expect("badrcptto exact", switches_badrcptto(&s), 553, "5.7.1", "sorry, mail to that recipient is not accepted");
+  set(&s.rcpt, "x@BAD.test");
+  expect("badrcptto @domain", switches_badrcptto(&s), 553, "5.7.1", "sorry, mail to that recipient is not accepted");
+  set(&s.rcpt, "postmaster@any.test");
+  expect("badrcptto user@", switches_badrcptto(&s), 553, "5.7.1", "sorry, mail to that recipient is not accepted");
+  set(&s.rcpt, "abuse@example.testx");
+  expect("badrcptto: not a regex without QREGEX", switches_badrcptto(&s), 0, 0, 0);
+  expect("badhelo: no HELO said", switches_badhelo(&s), 0, 0, 0);
+  set(&s.helo, "FRIEND");
+  expect("badhelo regex", switches_badhelo(&s), 553, "5.7.1", "sorry, your HELO host name has been denied");
+  set(&s.helo, "nodots");
+  expect("badhelo !regex", switches_badhelo(&s), 553, "5.7.1", "sorry, your HELO host name has been denied");
+  set(&s.helo, "mail.example.test");
+  expect("badhelo passes", switches_badhelo(&s), 0, 0, 0);
+  /* the bounce rule: BLOCKRELAYPROBE makes this a qmail-ldap client */
+  set(&s.mailfrom, "");
+  switches_txn(&s);
+  expect("badbounce first", switches_badbounce(&s), 0, 0, 0);
+  expect("badbounce second", switches_badbounce(&s), 550, "5.7.1",
+         "sorry, I don't accept bounce messages with more than one recipient. Go read RFC2821.");
+  switches_txn(&s);
+  expect("badbounce: new transaction", switches_badbounce(&s), 0, 0, 0);
+}
+
+static void stockmode(void)
+{
+  static char *e[] = {"PATH=/bin", 0};
+  fixture("stock");
+  check_writes("control/rejectrelaytest", "0\n");
+  env(e);
+  set(&s.rcpt, "a%b@example.test");
+  expect("no switch: relay probe passes", switches_relayprobe(&s), 0, 0, 0);
+  set(&s.mailfrom, "");
+  switches_txn(&s);
+  switches_badbounce(&s);
+  expect("no qmail-ldap switch: bounces to two recipients pass", switches_badbounce(&s), 0, 0, 0);
+  expect("no brtlimit", switches_brtlimit(&s), 0, 0, 0);
+}
+
+static void sagredo(void)
+{
+  static char *e[] = {"QREGEX=1", "BRTLIMIT=2", 0};
+  struct decision d;
+  fixture("sagredo");
+  check_writes("control/rejectrelaytest", "1\n");
+  check_writes("control/badmailfrom", "^spam@\n");
+  check_writes("control/badrcptto", "^abuse@\n");
+  check_writes("control/badrcpttonorelay", "^x@\n");
+  if (stock_init() == -1) check(0, "stock_init", "failed");
+  env(e);
+  set(&s.rcpt, "a!b@example.test");
+  expect("rejectrelaytest", switches_relayprobe(&s), 553, "5.7.1", "we don't relay");
+  set(&s.mailfrom, "SPAM@x.test");
+  expect("QREGEX badmailfrom", switches_badmailfrom(&s), 553, "5.7.1", "sorry, your envelope sender has been denied");
+  set(&s.mailfrom, "");
+  expect("QREGEX badmailfrom: <> never checked", switches_badmailfrom(&s), 0, 0, 0);
+  set(&s.rcpt, "abuse@y.test");
+  expect("QREGEX badrcptto", switches_badrcptto(&s), 553, "5.7.1", "sorry, your envelope recipient has been denied");
+  set(&s.rcpt, "x@y.test");
+  expect("QREGEX badrcpttonorelay", switches_badrcptto(&s), 553, "5.7.1", "sorry, your envelope recipient has been denied");
+  s.relayclient = "";
+  expect("QREGEX badrcpttonorelay: RELAYCLIENT passes", switches_badrcptto(&s), 0, 0, 0);
+  s.rcpt_bad = 1;
+  expect("BRTLIMIT below", switches_brtlimit(&s), 0, 0, 0);
+  s.rcpt_bad = 2;
+  d = switches_brtlimit(&s);
+  expect("BRTLIMIT reached", d, 421, "4.3.0", "too many invalid addresses, goodbye");
+  check(d.drop, "BRTLIMIT drops", "%s", "");
+}
+
+static void unreadable(void)
+{
+  static char *e[] = {"PATH=/bin", 0};
+  fixture("unreadable");
+  mkdir("control/badrcptto", 0755);  /* a directory: read error */
+  env(e);
+  set(&s.rcpt, "u@x.test");
+  expect("badrcptto unreadable: 451", switches_badrcptto(&s), 451, "4.3.0", "unable to read controls");
+}
+
+int main(void)
+{
+  check_tmpdir("switches");
+  relayprobe();
+  regex();
+  in_child(scan, "scan");
+  in_child(mailchecks, "mailchecks");
+  in_child(nullsenders, "nullsenders");
+  in_child(nullsenders_file, "nullsenders_file");
+  in_child(rcptchecks, "rcptchecks");
+  in_child(stockmode, "stockmode");
+  in_child(sagredo, "sagredo");
+  in_child(unreadable, "unreadable");
+  return check_done();
+}
