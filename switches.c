@@ -68,7 +68,7 @@ const struct switch_known switches_unimplemented[] = {
 };
 
 static int ignored[IGNORED_MAX], nignored;
-static unsigned char first[256];  /* first letters of every name above */
+static unsigned char first[1024];  /* sig() of every name above */
 static int firstdone;
 
 /* state read on first need: 0 not yet, else the control_* result (1, 0, -1) */
@@ -105,18 +105,25 @@ static struct decision ctlerr(const char *file)
 
 /* ---- the environment */
 
+/* sig - the first three bytes of a name, folded to 10 bits: most variables (PATH, TCP...,
+ * QMAILHOME) are passed over on this alone, at every connection */
+static unsigned sig(const char *n)
+{
+  return ((unsigned char)n[0] * 67u + (unsigned char)n[1] * 7u + (unsigned char)(n[1] ? n[2] : 0)) & 1023u;
+}
+
 static void firstletters(void)
 {
   int i;
-  for (i = 0; i < S_N; ++i) first[(unsigned char)names[i][0]] = 1;
-  for (i = 0; switches_unimplemented[i].name; ++i)
-    first[(unsigned char)switches_unimplemented[i].name[0]] = 1;
+  for (i = 0; i < S_N; ++i) first[sig(names[i])] = 1;
+  for (i = 0; switches_unimplemented[i].name; ++i) first[sig(switches_unimplemented[i].name)] = 1;
   firstdone = 1;
 }
 
+/* is - the variable e (name length l) is name: the second byte first, it differs early */
 static int is(const char *e, size_t l, const char *name)
 {
-  return strlen(name) == l && !memcmp(e, name, l);
+  return e[1] == name[1] && !strncmp(e, name, l) && !name[l];
 }
 
 /* scan - one pass over env; the first definition of a name wins, as getenv's */
@@ -130,7 +137,7 @@ static void scan(char *const *env, int *ign, int *nign)
   for (e = env; e && *e; ++e) {
     const char *v = *e, *eq;
     size_t l;
-    if (!first[(unsigned char)v[0]] || !(eq = strchr(v, '='))) continue;
+    if (!v[0] || !first[sig(v)] || !(eq = strchr(v, '='))) continue;
     l = (size_t)(eq - v);
     for (k = 0; k < S_N; ++k)
       if (is(v, l, names[k])) { if (!val[k]) val[k] = eq + 1; break; }
