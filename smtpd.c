@@ -72,6 +72,7 @@ static const struct check checks[] = {
   {"badmailfrom-unknown", STAGE_MAIL, switches_bmfunknown, CHECK_POLICY},
   {"nobounce", STAGE_MAIL, switches_nobounce, CHECK_POLICY},
   {"sanitycheck", STAGE_MAIL, switches_sanity, CHECK_POLICY},
+  {"rbl", STAGE_MAIL, switches_rbl, CHECK_POLICY},
   {"relayprobe", STAGE_RCPT, switches_relayprobe, CHECK_POLICY},
   {"badhelo", STAGE_RCPT, switches_badhelo, CHECK_POLICY},
   {"badmailfrom", STAGE_RCPT, switches_badmailfrom, CHECK_POLICY},  /* stock, or QREGEX */
@@ -84,6 +85,7 @@ static const struct check checks[] = {
   {"sendercheck", STAGE_MAIL, switches_sendercheck, CHECK_POLICY},
   {"dnsbl", STAGE_RCPT, dnsbl_rcpt, CHECK_POLICY},
   {"valuser", STAGE_RCPT, switches_valuser, CHECK_HARD},  /* goodmailaddr, then valuser */
+  {"dnsbllist", STAGE_RCPT, switches_dnsbllist, CHECK_POLICY},
   {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
 };
@@ -457,6 +459,7 @@ static void smtp_data(const char *arg)
   {
     const char *h = dnsbl_header();  /* tag-only DNSBL mode */
     if (h) qq_put(&qq, h, strlen(h));
+    if ((h = switches_header())) qq_put(&qq, h, strlen(h));  /* qmail-ldap RBL addheader */
   }
   blast(&b);
   s.hops = b.hops;

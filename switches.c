@@ -14,10 +14,14 @@
  * bounces with more than one recipient whatever its switches say; stock qmail-smtpd does not,
  * so mxguard does it only when the client's switches were written for qmail-ldap: QMAILLDAP,
  * or any of NOBOUNCE, SANITYCHECK, SENDERCHECK, BLOCKRELAYPROBE, SMTP550DISCONNECT,
- * LDAPSOFTOK is set. With none of these names set and none of these files present, nothing
- * here changes a reply. Names other patches read that mxguard does not implement are in
+ * LDAPSOFTOK is set. DNS lists, through dnsbl.c's channel (dnsbl_extra): RBL with
+ * control/rbllist (qmail-ldap, at MAIL; RBLONLYHEADER) and DNSBLLIST or control/dnsbllist
+ * (sagredo, at the first RCPT; DNSBLSKIP, RBLSMTPD, DNSBLFAILCLOSED or control/dnsblfailclosed);
+ * a lookup that fails passes, as in both patches, unless sagredo's fail-closed is set. With
+ * none of these names set and none of these files present, nothing here changes a reply. Names other patches read that mxguard does not implement are in
  * switches_unimplemented[]: one log line per session each, never silently ignored. */
 #include <regex.h>
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -34,22 +38,22 @@
 
 enum { S_550GREETING, S_421GREETING, S_SMTP550DISCONNECT, S_SANITYCHECK, S_BLOCKRELAYPROBE,
        S_NOBOUNCE, S_SENDERCHECK, S_LDAPSOFTOK, S_QMAILLDAP, S_QREGEX, S_LOGREGEX,
-       S_DISABLE_BADMAILFROM, S_REJECTNULLSENDERS, S_BRTLIMIT, S_N };
+       S_DISABLE_BADMAILFROM, S_REJECTNULLSENDERS, S_BRTLIMIT, S_RBL, S_RBLONLYHEADER,
+       S_DNSBLLIST, S_DNSBLSKIP, S_RBLSMTPD, S_DNSBLFAILCLOSED, S_N };
 static const char *const names[S_N] = {
   "550GREETING", "421GREETING", "SMTP550DISCONNECT", "SANITYCHECK", "BLOCKRELAYPROBE",
   "NOBOUNCE", "SENDERCHECK", "LDAPSOFTOK", "QMAILLDAP", "QREGEX", "LOGREGEX",
-  "DISABLE_BADMAILFROM", "REJECTNULLSENDERS", "BRTLIMIT"};
+  "DISABLE_BADMAILFROM", "REJECTNULLSENDERS", "BRTLIMIT", "RBL", "RBLONLYHEADER", "DNSBLLIST",
+  "DNSBLSKIP", "RBLSMTPD", "DNSBLFAILCLOSED"};
 static const char *val[S_N];
 
 const struct switch_known switches_unimplemented[] = {
-  {"RBL", "qmail-ldap", "DNS lists from control/rbllist (use control/dnsbl)"},
   {"AUTHORIZED", "qmail-ldap", "the client counts as authenticated"},
   {"AUTHPREPEND", "qmail-ldap", "a prefix for the Received line of authenticated mail"},
   {"NOLOCAL", "qmail-ldap", "locals not accepted as rcpthosts"},
   {"SSLCERT", "qmail-ldap", "path of the TLS certificate (use control/servercert.pem)"},
   {"NOCOMPRESS", "qmail-ldap", "no DATAZ compressed transfer"},
   {"NOPBS", "qmail-ldap", "skip POP-before-SMTP (pbscheck)"},
-  {"DNSBLLIST", "sagredo", "DNS lists from a dnsbllist file (use control/dnsbl)"},
   {"ALLOW_BARELF", "sagredo", "accept bare LF in DATA"},
   {"SMTPD_GREETDELAY", "sagredo", "greeting delay"},
   {"DROP_PRE_GREET", "sagredo", "drop clients talking before the greeting"},
@@ -612,4 +616,250 @@ struct decision switches_valuser(struct session *s)
   int r = goodaddr(s->rcpt.s, s->rcpt.len);
   if (r == -1) return ctlerr("control/goodmailaddr");
   return r ? DECISION_NONE : valuser_check(s);
+}
+
+/* ---- DNS lists: qmail-ldap's RBL (control/rbllist, at MAIL) and sagredo's DNSBLLIST
+ * (control/dnsbllist, at the first RCPT), through dnsbl.c's channel */
+
+#define LISTS_MAX 32  /* lines of rbllist/dnsbllist used (of DNSBL_EXTRA_MAX answers); the rest are logged */
+
+struct rblline { const char *base, *action, *matchon, *message; int idx; };
+static struct rblline rbls[LISTS_MAX];
+static int nrbl, rblstate;  /* rblstate: 0 not read, 1 read and asked, -1 broken */
+static stralloc rbldata, rblhdr;
+
+static void loglists(const char *file, const char *what, const char *line)
+{
+  if (!log_on(LOG_ERROR)) return;
+  log_start("error");
+  log_str("reason", "control");
+  log_str("file", file);
+  log_str("what", what);
+  if (line) log_clients("line", line);
+  log_end();
+}
+
+/* rbl_parse - "basedomain action matchon message...", blanks between; -1 on a short line */
+static int rbl_parse(char *l, struct rblline *r)
+{
+  const char **f[3];
+  int k;
+  f[0] = &r->base; f[1] = &r->action; f[2] = &r->matchon;
+  for (k = 0; k < 3; ++k) {
+    while (*l == ' ' || *l == '\t') ++l;
+    if (!*l) return -1;
+    *f[k] = l;
+    while (*l && *l != ' ' && *l != '\t') ++l;
+    if (!*l) return -1;
+    *l++ = 0;
+  }
+  while (*l == ' ' || *l == '\t') ++l;
+  r->message = l;
+  return 0;
+}
+
+/* rbl_ask - read control/rbllist and send every line's A query: 1, 0 nothing to ask, -1 */
+static int rbl_ask(const char *ip)
+{
+  size_t i, next;
+  int r;
+  if (rblstate) return rblstate;
+  r = control_readfile(&rbldata, "control/rbllist");
+  if (r == -1) return rblstate = -1;
+  for (i = 0; r == 1 && i < rbldata.len; i = next) {
+    char name[300];
+    struct rblline *l = &rbls[nrbl];
+    char *line = rbldata.s + i;
+    next = i + strlen(line) + 1;  /* before rbl_parse cuts the line */
+    if (nrbl == LISTS_MAX) { loglists("control/rbllist", "too many lines: the rest are ignored", 0); break; }
+    if (rbl_parse(line, l) == -1) {
+      loglists("control/rbllist", "parse error", line);
+      return rblstate = -1;  /* qmail-ldap: die_control */
+    }
+    l->idx = dnsbl_revname(name, sizeof name, ip, l->base) > 0 ? dnsbl_extra(name, 0) : -1;
+    ++nrbl;
+  }
+  return rblstate = 1;
+}
+
+/* rbl_match - a listing counts: matchon "any", or one of the A records is it */
+static int rbl_match(const struct dnsbl_answer *a, const char *matchon)
+{
+  int j;
+  if (!strcmp(matchon, "any")) return 1;
+  for (j = 0; j < a->n; ++j) {
+    char ip[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, a->a[j], ip, sizeof ip) && !strcmp(ip, matchon)) return 1;
+  }
+  return 0;
+}
+
+static int rbl_header(const struct rblline *l)
+{
+  return stralloc_cats(&rblhdr, "X-RBL: (") && stralloc_cats(&rblhdr, l->base) &&
+         stralloc_cats(&rblhdr, ") ") &&
+         (!strcmp(l->matchon, "any") || (stralloc_cats(&rblhdr, "matches with ") &&
+                                          stralloc_cats(&rblhdr, l->matchon) &&
+                                          stralloc_cats(&rblhdr, " and "))) &&
+         stralloc_cats(&rblhdr, "tells us ") && stralloc_cats(&rblhdr, l->message) &&
+         stralloc_cats(&rblhdr, "\n");
+}
+
+struct decision switches_rbl(struct session *s)
+{
+  const struct dnsbl_answer *a;
+  unsigned char ip4[4];
+  struct decision d;
+  int i, r;
+  rblhdr.len = 0;
+  if (!val[S_RBL] || s->relayclient || inet_pton(AF_INET, s->remoteip, ip4) != 1)
+    return DECISION_NONE;  /* qmail-ldap: IPv4 clients only */
+  if ((r = goodfrom(s->rcpt.s, s->rcpt.len)) == -1) return ctlerr("control/goodmailfrom");
+  if (r) return DECISION_NONE;
+  if (rbl_ask(s->remoteip) == -1) {
+    d = ctlerr("control/rbllist");
+    d.code = 421;
+    d.drop = 1;
+    return d;
+  }
+  a = dnsbl_extra_wait();
+  for (i = 0; i < nrbl; ++i) {
+    const struct rblline *l = &rbls[i];
+    if (l->idx < 0 || a[l->idx].state != DNSBL_X_LISTED || !rbl_match(&a[l->idx], l->matchon))
+      continue;  /* not listed, or DNS trouble: qmail-ldap lets the mail through */
+    if (val[S_RBLONLYHEADER] || !strcmp(l->action, "addheader")) {
+      if (!rbl_header(l)) return q(451, "4.3.0", "out of memory", "nomem");
+      continue;
+    }
+    rblhdr.len = 0;
+    if (!stralloc_copys(&txt, "sorry, your mailserver [") || !stralloc_cats(&txt, s->remoteip) ||
+        !stralloc_cats(&txt, "] is rejected by ") || !stralloc_catb(&txt, l->message,
+        strlen(l->message) > 300 ? 300 : strlen(l->message)) || !stralloc_0(&txt))
+      return q(451, "4.3.0", "out of memory", "nomem");
+    return q(553, 0, txt.s, "rbl");
+  }
+  return DECISION_NONE;
+}
+
+const char *switches_header(void)
+{
+  if (!rblhdr.len || !stralloc_0(&rblhdr)) return 0;
+  --rblhdr.len;
+  return rblhdr.s;
+}
+
+/* sagredo's dnsbllist lines: [+|-|=]zone[:[-]text with %IP%] */
+struct bline { const char *zone; int kind; const char *alt; int altbounce; int idx; };
+enum { B_DEFER, B_ALLOW, B_BOUNCE, B_LOG };
+static struct bline blines[LISTS_MAX];
+static int nblines;
+
+static void bl_parse(char *l, struct bline *b)
+{
+  char *c;
+  b->kind = *l == '+' ? B_ALLOW : *l == '-' ? B_BOUNCE : *l == '=' ? B_LOG : B_DEFER;
+  if (b->kind != B_DEFER) ++l;
+  b->zone = l;
+  b->alt = 0;
+  b->altbounce = 0;
+  if ((c = strchr(l, ':'))) {
+    *c++ = 0;
+    if (*c == '-') { b->altbounce = 1; ++c; }
+    b->alt = c;
+  }
+}
+
+/* bl_text - the alternative text with %IP% replaced, or the TXT record; printable, capped */
+static const char *bl_text(const struct bline *b, const struct dnsbl_answer *a, const char *ip)
+{
+  const char *p;
+  size_t i;
+  txt.len = 0;
+  if (!b->alt) { if (!stralloc_copys(&txt, a->txt)) return 0; }
+  else
+    for (p = b->alt; *p;) {
+      if (!strncmp(p, "%IP%", 4)) { if (!stralloc_cats(&txt, ip)) return 0; p += 4; }
+      else if (!stralloc_append(&txt, p++)) return 0;
+    }
+  if (txt.len > 390) txt.len = 390;
+  for (i = 0; i < txt.len; ++i)
+    if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
+  return stralloc_0(&txt) ? txt.s : 0;
+}
+
+static struct decision bl_refuse(int code, const char *text, const struct bline *b)
+{
+  static stralloc why;
+  struct decision d;
+  if (!text || !stralloc_copys(&why, "dnsbllist:") || !stralloc_cats(&why, b->zone) ||
+      !stralloc_0(&why))
+    return q(451, "4.3.0", "out of memory", "nomem");
+  d = q(code, 0, text, why.s);
+  d.drop = code == 451;  /* sagredo: die_rbldelay */
+  return d;
+}
+
+/* bl_decide - sagredo's rblcheck over the answers: the first decision stops */
+static struct decision bl_decide(struct session *s, const struct dnsbl_answer *a, int failclosed)
+{
+  int i, mustnotbounce = 0;
+  for (i = 0; i < nblines; ++i) {
+    const struct bline *b = &blines[i];
+    int st = b->idx < 0 ? DNSBL_X_FAIL : b->alt ? a[b->idx].state : a[b->idx].txtstate;
+    if (st == DNSBL_X_NOT) continue;
+    if (st != DNSBL_X_LISTED) {
+      mustnotbounce = 1;
+      if (!failclosed) continue;
+      if (b->kind == B_ALLOW || b->kind == B_LOG) return DECISION_NONE;
+      return bl_refuse(451, "temporary RBL lookup error", b);
+    }
+    if (b->kind == B_ALLOW || b->kind == B_LOG) {
+      if (log_on(LOG_INFO)) {  /* sagredo's RBLRESULT accept / ignore */
+        log_start("dnsbllist");
+        log_str("ip", s->remoteip);
+        log_str("zone", b->zone);
+        log_str("result", b->kind == B_ALLOW ? "accept" : "listed");
+        log_end();
+      }
+      return DECISION_NONE;
+    }
+    return bl_refuse((b->kind == B_BOUNCE || b->altbounce) && !mustnotbounce ? 553 : 451,
+                     bl_text(b, &a[b->idx], s->remoteip), b);
+  }
+  return DECISION_NONE;
+}
+
+struct decision switches_dnsbllist(struct session *s)
+{
+  static int decided;
+  static struct decision verdict;
+  static stralloc sa;
+  const char *fn = val[S_DNSBLLIST] ? val[S_DNSBLLIST] : "control/dnsbllist";
+  int failclosed = -1;
+  size_t i, next;
+  int r;
+  if (s->relayclient || s->auth_user || val[S_DNSBLSKIP] || val[S_RBLSMTPD]) return DECISION_NONE;
+  if (decided) return verdict;  /* sagredo: once per session, the verdict stays */
+  decided = 1;
+  if ((r = control_readfile(&sa, fn)) == -1) {
+    verdict = ctlerr(fn);
+    verdict.code = 421;
+    verdict.drop = 1;
+    return verdict;
+  }
+  if (!r || !sa.len) return verdict = DECISION_NONE;
+  if (ctlnum(val[S_DNSBLFAILCLOSED], "control/dnsblfailclosed", &failclosed) == -1)
+    return verdict = ctlerr("control/dnsblfailclosed");
+  for (i = 0; i < sa.len; i = next) {
+    char name[300];
+    struct bline *b = &blines[nblines];
+    next = i + strlen(sa.s + i) + 1;  /* before bl_parse cuts the line */
+    if (nblines == LISTS_MAX) { loglists(fn, "too many lines: the rest are ignored", 0); break; }
+    bl_parse(sa.s + i, b);
+    b->idx = *b->zone && dnsbl_revname(name, sizeof name, s->remoteip, b->zone) > 0
+             ? dnsbl_extra(name, !b->alt) : -1;
+    ++nblines;
+  }
+  verdict = bl_decide(s, dnsbl_extra_wait(), failclosed > 0);
+  return verdict;
 }

@@ -37,6 +37,10 @@ struct decision switches_brtlimit(struct session *s);     /* RCPT: BRTLIMIT */
 struct decision switches_badrcptto(struct session *s);    /* RCPT: badrcptto */
 struct decision switches_badbounce(struct session *s);    /* RCPT: qmail-ldap's one-recipient bounces */
 struct decision switches_valuser(struct session *s);      /* RCPT: goodmailaddr, then valuser */
+struct decision switches_rbl(struct session *s);          /* MAIL: RBL, control/rbllist */
+struct decision switches_dnsbllist(struct session *s);    /* RCPT: control/dnsbllist, DNSBLLIST */
+/* switches_header - "X-RBL: ...\n" lines for RBL's addheader matches, else 0 */
+const char *switches_header(void);
 
 /* the names other qmail patches read that mxguard knows and does not implement */
 struct switch_known {

@@ -112,13 +112,13 @@ static void collect(const struct switch_known *k, void *ctx)
 
 static void scan(void)
 {
-  static char *e1[] = {"PATH=/bin", "RBL=", "NOBOUNCE=", "DNSBLLIST=/x", "RBL=again", "TCPREMOTEIP=1.2.3.4",
-                       "CHKUSER_MBXQUOTA=90", 0};
+  static char *e1[] = {"PATH=/bin", "NOLOCAL=", "NOBOUNCE=", "SPFBEHAVIOR=3", "NOLOCAL=again",
+                       "TCPREMOTEIP=1.2.3.4", "RBL=", "CHKUSER_MBXQUOTA=90", 0};
   struct decision d;
   stralloc me = {0};
   int n = 0;
   n = switches_ignored(e1, collect, 0);
-  check(n == 3 && !strcmp(got.names[0], "RBL") && !strcmp(got.names[1], "DNSBLLIST") &&
+  check(n == 3 && !strcmp(got.names[0], "NOLOCAL") && !strcmp(got.names[1], "SPFBEHAVIOR") &&
         !strcmp(got.names[2], "CHKUSER_MBXQUOTA"), "ignored: each name once", "n=%d", n);
   {
     static char *e2[] = {"550GREETING=", 0};

@@ -286,12 +286,12 @@ def test_brtlimit(srv):
 
 @case
 def test_unimplemented_logged(srv):
-    for how in setups(srv, {'RBL': '', 'DNSBLLIST': 'control/dnsbllist', 'CHKUSER_MBXQUOTA': '90'}):
+    for how in setups(srv, {'NOLOCAL': '', 'SPFBEHAVIOR': '3', 'CHKUSER_MBXQUOTA': '90'}):
         dialogue(srv, [('QUIT', BYE)], how, closes=True)
         ev = events(srv.log_lines(), 'switch')
         eq(sorted((e['name'], e['act'], e['why']) for e in ev),
            [(b'CHKUSER_MBXQUOTA', b'ignored', b'not implemented'),
-            (b'DNSBLLIST', b'ignored', b'not implemented'), (b'RBL', b'ignored', b'not implemented')],
+            (b'NOLOCAL', b'ignored', b'not implemented'), (b'SPFBEHAVIOR', b'ignored', b'not implemented')],
            'one line per name (%s)' % how)
 
 
