@@ -72,8 +72,6 @@ const struct switch_known switches_unimplemented[] = {
 };
 
 static int ignored[IGNORED_MAX], nignored;
-static unsigned char first[1024];  /* sig() of every name above */
-static int firstdone;
 
 /* state read on first need: 0 not yet, else the control_* result (1, 0, -1) */
 struct relist {
@@ -109,19 +107,21 @@ static struct decision ctlerr(const char *file)
 
 /* ---- the environment */
 
-/* sig - the first three bytes of a name, folded to 10 bits: most variables (PATH, TCP...,
- * QMAILHOME) are passed over on this alone, at every connection */
-static unsigned sig(const char *n)
-{
-  return ((unsigned char)n[0] * 67u + (unsigned char)n[1] * 7u + (unsigned char)(n[1] ? n[2] : 0)) & 1023u;
-}
+/* first - the first letters of every name above, fixed at compile time: most variables
+ * (PATH, TCP..., HOME) are passed over on this alone, at every connection.
+ * switches_selftest() checks that it covers every name. */
+static const unsigned char first[256] = {
+  ['4'] = 1, ['5'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['F'] = 1, ['L'] = 1,
+  ['M'] = 1, ['N'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['V'] = 1,
+};
 
-static void firstletters(void)
+int switches_selftest(void)
 {
   int i;
-  for (i = 0; i < S_N; ++i) first[sig(names[i])] = 1;
-  for (i = 0; switches_unimplemented[i].name; ++i) first[sig(switches_unimplemented[i].name)] = 1;
-  firstdone = 1;
+  for (i = 0; i < S_N; ++i) if (!first[(unsigned char)names[i][0]]) return -1;
+  for (i = 0; switches_unimplemented[i].name; ++i)
+    if (!first[(unsigned char)switches_unimplemented[i].name[0]]) return -1;
+  return 0;
 }
 
 /* is - the variable e (name length l) is name: the second byte first, it differs early */
@@ -135,13 +135,12 @@ static void scan(char *const *env, int *ign, int *nign)
 {
   char *const *e;
   int k;
-  if (!firstdone) firstletters();
   for (k = 0; k < S_N; ++k) val[k] = 0;
   *nign = 0;
   for (e = env; e && *e; ++e) {
     const char *v = *e, *eq;
     size_t l;
-    if (!v[0] || !first[sig(v)] || !(eq = strchr(v, '='))) continue;
+    if (!first[(unsigned char)v[0]] || !(eq = strchr(v, '='))) continue;
     l = (size_t)(eq - v);
     for (k = 0; k < S_N; ++k)
       if (is(v, l, names[k])) { if (!val[k]) val[k] = eq + 1; break; }
@@ -211,13 +210,16 @@ int switches_greeting(struct decision *d, const stralloc *me)
   if (!*g)
     g = val[S_550GREETING] ? "Sorry, your mail was administratively denied. (#5.7.1)"
                            : "Service temporarily not available (#4.3.2)";
-  if (!stralloc_copy(&txt, me) || !stralloc_cats(&txt, " ")) return 0;
-  n = txt.len;
-  if (!stralloc_cats(&txt, g)) return 0;
+  if (!stralloc_copy(&txt, me) || !stralloc_cats(&txt, " ") || !(n = txt.len) ||
+      !stralloc_cats(&txt, g) || !stralloc_ready(&txt, txt.len + 1)) {
+    *d = q(421, "4.3.0", "out of memory", "nomem");  /* never the banner instead */
+    d->drop = 1;
+    return 1;
+  }
   if (txt.len > n + GREETING_MAX) txt.len = n + GREETING_MAX;
   for (i = n; i < txt.len; ++i)  /* a client's reply line: printable only */
     if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
-  if (!stralloc_0(&txt)) return 0;
+  txt.s[txt.len] = 0;
   *d = q(val[S_550GREETING] ? 554 : 421, 0, txt.s,
          val[S_550GREETING] ? "greeting550" : "greeting421");
   d->drop = val[S_SMTP550DISCONNECT] != 0;

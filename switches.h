@@ -56,6 +56,7 @@ int switches_ignored(char *const *env, void (*fn)(const struct switch_known *k, 
                      void *ctx);
 
 /* exposed for tests/t_switches.c */
+int switches_selftest(void);  /* the quick filter of the environment scan covers every name */
 int switches_relayprobe_test(const char *addr, size_t len);  /* @ % ! before the last @ */
 /* switches_regex_test - sagredo's qregex over lines ("pat\0pat\0"): 1 a line matches (or a
  * "!pat" does not), 0 none; *which is the line that decided */

@@ -321,6 +321,7 @@ static void unreadable(void)
 int main(void)
 {
   check_tmpdir("switches");
+  check(switches_selftest() == 0, "every switch name passes the scan's first-letter filter", "%s", "");
   relayprobe();
   regex();
   in_child(scan, "scan");
