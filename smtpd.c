@@ -67,6 +67,7 @@ struct check {
 static const struct check checks[] = {
   {"rcptmax", STAGE_RCPT, stock_rcptmax, CHECK_HARD},
   /* qmail-ldap and sagredo switches (switches.c), at the stage their code answers */
+  {"greeting", STAGE_CONNECT, switches_greetcheck, CHECK_POLICY},  /* 550GREETING, 421GREETING */
   {"transaction", STAGE_MAIL, switches_txn, CHECK_HARD},
   {"rejectnullsenders", STAGE_MAIL, switches_nullsenders, CHECK_POLICY},
   {"badmailfrom-unknown", STAGE_MAIL, switches_bmfunknown, CHECK_POLICY},
@@ -832,7 +833,7 @@ int main(int argc, char **argv)
     if (auth_argv) log_str("auth", "configured");
     log_end();
   }
-  switches_init();
+  switches_init(me.len ? &me : &greeting);
   {
     const char *file;  /* DNS lookups go out now: the answers arrive while the client talks */
     struct decision d;
@@ -841,8 +842,13 @@ int main(int argc, char **argv)
   }
   if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
   {
-    struct decision d;
-    if (switches_greeting(&d, me.len ? &me : &greeting)) restricted(&d);
+    struct decision d = run_checks(STAGE_CONNECT);  /* 550GREETING/421GREETING (switches.c) */
+    if (d.code >= 400) {
+      curcmd = "CONNECT";
+      if (switches_restricts(&d)) restricted(&d);
+      reply(&d);
+      end_session(1, d.reason ? d.reason : "refused");
+    }
   }
   greet(220, " ESMTP");
   for (;;) {

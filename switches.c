@@ -72,6 +72,7 @@ const struct switch_known switches_unimplemented[] = {
 };
 
 static int ignored[IGNORED_MAX], nignored;
+static const stralloc *greetme;  /* control/me (else the greeting), for 550GREETING */
 
 /* state read on first need: 0 not yet, else the control_* result (1, 0, -1) */
 struct relist {
@@ -157,10 +158,11 @@ static void scan(char *const *env, int *ign, int *nign)
 
 void switches_init_env(char *const *env) { scan(env, ignored, &nignored); }
 
-void switches_init(void)
+void switches_init(const stralloc *me)
 {
   extern char **environ;
   int i;
+  greetme = me;
   scan(environ, ignored, &nignored);
   if (!log_on(LOG_INFO)) return;
   for (i = 0; i < nignored; ++i) {
@@ -224,6 +226,18 @@ int switches_greeting(struct decision *d, const stralloc *me)
          val[S_550GREETING] ? "greeting550" : "greeting421");
   d->drop = val[S_SMTP550DISCONNECT] != 0;
   return 1;
+}
+
+struct decision switches_greetcheck(struct session *s)
+{
+  struct decision d;
+  (void)s;
+  return greetme && switches_greeting(&d, greetme) ? d : DECISION_NONE;
+}
+
+int switches_restricts(const struct decision *d)
+{
+  return d->reason && (!strcmp(d->reason, "greeting550") || !strcmp(d->reason, "greeting421"));
 }
 
 struct decision switches_restricted(const char *verb)

@@ -8,14 +8,19 @@
 #include "session.h"
 
 /* switches_init - read the switches from environ in one pass (after the instruct cdb), and
- * log one "event=switch act=ignored" line for every known name that is not implemented */
-void switches_init(void);
+ * log one "event=switch act=ignored" line for every known name that is not implemented;
+ * me (control/me, else the greeting) names us in a 550GREETING/421GREETING reply */
+void switches_init(const stralloc *me);
 /* switches_init_env - the same over env (an environ-style array), without the log (tests) */
 void switches_init_env(char *const *env);
 
 /* switches_greeting - 550GREETING/421GREETING: *d becomes the refusal that replaces the
  * banner ("554 me text" or "421 me text", drop set with SMTP550DISCONNECT); 1, else 0 */
 int switches_greeting(struct decision *d, const stralloc *me);
+/* switches_greetcheck - the STAGE_CONNECT check: switches_greeting's decision, or none */
+struct decision switches_greetcheck(struct session *s);
+/* switches_restricts - d is such a greeting: smtpd.c enters the restricted loop after it */
+int switches_restricts(const struct decision *d);
 /* switches_restricted - the reply to a command after such a greeting (QUIT is smtpd.c's):
  * HELO/EHLO get 421 with 421GREETING, else everything gets 503 */
 struct decision switches_restricted(const char *verb);

@@ -308,6 +308,50 @@ static void sagredo(void)
   check(d.drop, "BRTLIMIT drops", "%s", "");
 }
 
+static void goodaddr(void)
+{
+  static char *e[] = {"SENDERCHECK=strict", 0};
+  static const char *good[] = {"x@g.test", "X@G.TEST", "u-foo@h.test", "u-a-b@h.test", 0};
+  static const char *bad[] = {"u@h.test", "v-foo@h.test", "x@g.test.org", 0};
+  const char *const *a;
+  fixture("goodaddr");
+  check_writes("control/goodmailaddr", "catchall@g.test\nu-catchall@h.test\n");
+  env(e);
+  for (a = good; *a; ++a) {
+    char n[100];
+    snprintf(n, sizeof n, "goodmailaddr catchall %s", *a);
+    mail(*a);
+    expect(n, switches_sendercheck(&s), 0, 0, 0);
+  }
+  for (a = bad; *a; ++a) {
+    char n[100];
+    snprintf(n, sizeof n, "SENDERCHECK=strict, not local %s", *a);
+    mail(*a);
+    expect(n, switches_sendercheck(&s), 554, 0,
+           "refused mailfrom because valid local sender address required");
+  }
+}
+
+static void greetcheck(void)
+{
+  static char *e[] = {"421GREETING=busy", 0};
+  static stralloc me;
+  struct decision d;
+  fixture("greetcheck");
+  env(e);
+  expect("no me yet: no greeting check", switches_greetcheck(&s), 0, 0, 0);
+  stralloc_copys(&me, "mx.test");
+  switches_init(&me);  /* the real environment has no greeting switch */
+  d = switches_greetcheck(&s);
+  check(d.code == 0, "greetcheck follows the environment read at init", "code %d", d.code);
+  switches_init_env(e);
+  d = switches_greetcheck(&s);
+  expect("greetcheck 421GREETING", d, 421, 0, "mx.test busy");
+  check(switches_restricts(&d), "a greeting decision restricts the session", "%s", "");
+  d.reason = "rbl";
+  check(!switches_restricts(&d), "another refusal does not", "%s", "");
+}
+
 static void unreadable(void)
 {
   static char *e[] = {"PATH=/bin", 0};
@@ -332,5 +376,7 @@ int main(void)
   in_child(stockmode, "stockmode");
   in_child(sagredo, "sagredo");
   in_child(unreadable, "unreadable");
+  in_child(goodaddr, "goodaddr");
+  in_child(greetcheck, "greetcheck");
   return check_done();
 }
