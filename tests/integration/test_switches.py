@@ -255,6 +255,19 @@ def test_qregex(srv):
                        ('RCPT TO:<abuse@example.test>',
                         b'553 sorry, your envelope recipient has been denied (#5.7.1)\r\n'),
                        ('RCPT TO:<u@example.test>', OK)], how)
+    for how in setups(srv, {'QREGEX': '1', 'LOGREGEX': ''}, control=control):
+        dialogue(srv, [('MAIL FROM:<spam@x.test>', OK),
+                       ('RCPT TO:<u@example.test>', b'553 sorry, your envelope sender has been denied (#5.7.1)\r\n')],
+                 how)
+        ev = events(srv.log_lines(), 'qregex')
+        eq([(e['file'], e['pattern'], e['text']) for e in ev],
+           [(b'control/badmailfrom', b'^spam@', b'spam@x.test')], 'LOGREGEX line (%s)' % how)
+    for how in setups(srv, {'QREGEX': '1'}, control=dict(control, badmailfromnorelay='^norelay@\n')):
+        dialogue(srv, [('MAIL FROM:<norelay@x.test>', OK),
+                       ('RCPT TO:<u@example.test>', b'553 sorry, your envelope sender has been denied (#5.7.1)\r\n')],
+                 how)
+    for how in setups(srv, {'QREGEX': '1', 'RELAYCLIENT': ''}, control=dict(control, badmailfromnorelay='^norelay@\n')):
+        dialogue(srv, [('MAIL FROM:<norelay@x.test>', OK), ('RCPT TO:<u@example.test>', OK)], how)
     for how in setups(srv, {'QREGEX': '1', 'DISABLE_BADMAILFROM': ''}, control=control):
         dialogue(srv, [('MAIL FROM:<spam@x.test>', OK), ('RCPT TO:<u@example.test>', OK)], how)
     # without QREGEX, badmailfrom is stock qmail's exact list

@@ -115,6 +115,18 @@ def test_rbl_addheader(srv):
                   'header after Received (%s): %r' % (how, rest[:120]))
 
 
+@case
+def test_returnmxcheck(srv):
+    """qmail-ldap: set to any value is on, and MAIL is refused"""
+    nomx = b'554 refused mailfrom because return MX does not exist\r\n'
+    for value in ('', '0', 'yes'):
+        mail(srv, '192.0.2.30', {'RETURNMXCHECK': value}, {}, nomx, sender='<a@nosuch.test>')
+    mail(srv, '192.0.2.30', {'RETURNMXCHECK': ''}, {}, OK, sender='<a@example.test>')
+    mail(srv, '192.0.2.30', {'RETURNMXCHECK': ''}, {}, OK, sender='<>')
+    mail(srv, '192.0.2.30', {'RETURNMXCHECK': ''}, {}, b'421 DNS temporary failure at return MX '
+         b'check, try again later (#4.3.0)\r\n', sender='<a@servfail.slow.test>')
+
+
 # ---- sagredo: control/dnsbllist, DNSBLLIST
 
 def rcpts(srv, ip, switches, control, wants, closes=False):
