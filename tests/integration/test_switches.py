@@ -83,8 +83,11 @@ def test_no_switch_is_stock(srv):
         eq(s.cmd('RCPT TO:<x!y@example.test>'), OK, 'bang path')
         eq(s.cmd('RCPT TO:<u@elsewhere.test>'), NOTALLOWED, 'relay')
         eq(s.cmd('QUIT'), BYE, 'QUIT')
-    srv.stored(1)
+    m = srv.stored(1)[0]
+    eq(m['env'], envelope('', 'a%b@example.test', 'c@example.test'), 'envelope')
+    eq(split_received(m['msg'])[1], b'Subject: t\n\nhi\n', 'message after Received')
     eq(events(srv.log_lines(), 'switch'), [], 'no switch log line')
+    eq(events(srv.log_lines(), 'error'), [], 'no error log line')
 
 
 @case
