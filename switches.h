@@ -66,4 +66,5 @@ int switches_relayprobe_test(const char *addr, size_t len);  /* @ % ! before the
 /* switches_regex_test - sagredo's qregex over lines ("pat\0pat\0"): 1 a line matches (or a
  * "!pat" does not), 0 none; *which is the line that decided */
 int switches_regex_test(const char *lines, size_t len, const char *text, const char **which);
+int switches_regex_fast(const char *line);  /* 1: matched without regcomp() */
 #endif

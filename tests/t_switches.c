@@ -5,6 +5,7 @@
  * bypasses, and the qmail-ldap-only bounce rule staying off without qmail-ldap switches.
  * Control files are read once per process, so each fixture runs in a child. */
 #include <sys/wait.h>
+#include <regex.h>
 #include "stock.h"
 #include "switches.h"
 #include "check.h"
@@ -101,6 +102,94 @@ static void regex(void)
   check(switches_regex_test(L("!\\.test$\0"), "a@b.test", &w) == 0, "regex ! negates: match passes", "%s", "");
   check(switches_regex_test(L("(\0x\0"), "x", &w) == 1 && !strcmp(w, "x"),
         "regex: a bad pattern is skipped", "%s", "");
+  check(switches_regex_test(L("!(\0"), "x", &w) == 0, "regex: a bad negated pattern decides nothing",
+        "%s", "");
+  {
+    /* the fast matcher against regcomp/regexec itself, on patterns and texts chosen to hit
+     * anchors, escapes, . and .*, case and backtracking */
+    static const char *const pats[] = {
+      "^spam@", "@example\\.com$", "^user[0-9]+@", "a.c", ".*@spam\\.test$", "^$", "x.*y.*z",
+      "^a.*b$", "\\.", "ab*c", "^ab?c", "a|b", "^[^@]+$", "dyn-.*\\.isp\\.example$", "^.*$",
+      "a\\$b", "$x", "\\d", "^mx.example.test$", "Ex.Am", "^.", ".$", "..*", "a{2}",
+    };
+    static const char *const texts[] = {
+      "", "spam@x.test", "SPAM@X.TEST", "a@example.com", "a@exampleXcom", "user12@x", "abc",
+      "aXc", "q@spam.test", "q@spam.test.org", "xyz", "x1y2z3", "ab", "aXXb", "a.b", "ac",
+      "abbc", "dyn-1-2.isp.example", "a$b", "mx.example.test", "mxXexampleYtest", "aa",
+    };
+    size_t i, j;
+    int bad = 0;
+    for (i = 0; i < sizeof pats / sizeof pats[0]; ++i)
+      for (j = 0; j < sizeof texts / sizeof texts[0]; ++j) {
+        regex_t re;
+        int want, got;
+        char line[64];
+        if (regcomp(&re, pats[i], REG_EXTENDED | REG_ICASE | REG_NOSUB)) continue;
+        want = regexec(&re, texts[j], 0, 0, 0) == 0;
+        regfree(&re);
+        snprintf(line, sizeof line, "%s", pats[i]);
+        got = switches_regex_test(line, strlen(line) + 1, texts[j], &w);
+        if (got != want) {
+          check(0, "fast regex agrees with regexec", "pattern %s text %s: got %d want %d (fast %d)",
+                pats[i], texts[j], got, want, switches_regex_fast(pats[i]));
+          bad = 1;
+        }
+      }
+    if (!bad) check(1, "fast regex agrees with regexec", "%s", "");
+    {
+      /* random patterns of the fast subset (and some outside it) against random texts */
+      static const char *const atoms[] = {"a", "b", "A", ".", "-", "x", "[ab]", "[^a]", "[a-c]",
+                                          "[B-D]", "[]a]", "[a-]", "\\.", "\\-", "[0-9]", "1"};
+      static const char quant[] = "\0\0\0*+?";
+      static const char alpha[] = "abAB.-x1cC]";
+      unsigned seed = 12345;
+      int k, fails = 0, fast = 0;
+      for (k = 0; k < 20000 && fails < 5; ++k) {
+        char pat[64], text[16];
+        size_t pl = 0, tl, m;
+        int na, got, want;
+        regex_t re;
+        seed = seed * 1103515245u + 12345u;
+        if (seed >> 28 & 1) pat[pl++] = '^';
+        for (na = (int)(seed >> 20 & 3) + 1; na-- > 0;) {
+          const char *at;
+          char q;
+          seed = seed * 1103515245u + 12345u;
+          at = atoms[seed >> 16 & 15];
+          q = quant[(seed >> 8 & 7) % 6];
+          memcpy(pat + pl, at, strlen(at));
+          pl += strlen(at);
+          if (q) pat[pl++] = q;
+        }
+        if (seed >> 29 & 1) pat[pl++] = '$';
+        pat[pl] = 0;
+        seed = seed * 1103515245u + 12345u;
+        tl = seed >> 24 & 7;
+        for (m = 0; m < tl; ++m) {
+          seed = seed * 1103515245u + 12345u;
+          text[m] = alpha[(seed >> 16) % (sizeof alpha - 1)];
+        }
+        text[tl] = 0;
+        if (regcomp(&re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB)) continue;
+        want = regexec(&re, text, 0, 0, 0) == 0;
+        regfree(&re);
+        fast += switches_regex_fast(pat);
+        got = switches_regex_test(pat, strlen(pat) + 1, text, &w);
+        if (got != want) {
+          ++fails;
+          check(0, "fast regex agrees with regexec (random)", "pattern %s text %s: got %d want %d",
+                pat, text, got, want);
+        }
+      }
+      if (!fails) check(fast > 10000, "fast regex agrees with regexec (random)", "%d fast", fast);
+    }
+    check(switches_regex_fast("^user0@spam0\\.test$") && switches_regex_fast("@example.com") &&
+          switches_regex_fast(".*\\.example\\.com$") && switches_regex_fast("^[0-9]+$") &&
+          switches_regex_fast("^dyn-[0-9]+\\.isp\\.example$") && switches_regex_fast("ab*c?") &&
+          !switches_regex_fast("a|b") && !switches_regex_fast("(ab)") && !switches_regex_fast("a{2}") &&
+          !switches_regex_fast("[[:digit:]]") && !switches_regex_fast("\\d"),
+          "fast form for literal lines, regcomp for the rest", "%s", "");
+  }
 }
 
 static struct { int n; const char *names[8]; } got;
