@@ -78,6 +78,9 @@ static const stralloc *greetme;  /* control/me (else the greeting), for 550GREET
 struct fastre;
 struct repat {
   char *line;          /* the line, with its ! */
+  const char *lit;     /* text every match holds (lower case, litlen bytes): looked for first */
+  size_t litlen;
+  int tried;           /* the automaton was tried */
   struct fastre *fast; /* its automaton, or 0: regcomp() on first need */
   int compiled;        /* 0 not yet, 1 re holds it, -1 does not compile */
   regex_t re;
@@ -87,7 +90,7 @@ struct relist {
   int n;
   struct repat *p;
   const char *fn;
-  char *buf, *arena;   /* the lines; their automata */
+  char *buf, *lits;    /* the lines; their literals */
 };
 static struct cmap gmf, gma, bmfu, brt;
 static int gmfok, gmaok, bmfuok, brtok;
@@ -336,8 +339,6 @@ struct atom {
 };
 struct fastre {
   int n, bol, eol;        /* atoms; anchored at ^, at $ */
-  size_t litlen;          /* the longest run of plain letters every match contains */
-  char lit[FAST_MAX];     /* ... in lower case: looked for first, it rules most texts out */
   struct atom a[1];       /* n of them */
 };
 
@@ -383,21 +384,6 @@ static void fastre_free(struct fastre *f, int self)
   if (self) free(f);
 }
 
-/* literal - the longest run of mandatory plain bytes into f->lit */
-static void literal(struct fastre *f)
-{
-  int i = 0, j;
-  while (i < f->n) {
-    for (j = i; j < f->n && f->a[j].kind == A_LIT && f->a[j].q == 1; ++j) ;
-    if ((size_t)(j - i) > f->litlen) {
-      int k;
-      f->litlen = (size_t)(j - i);
-      for (k = i; k < j; ++k) f->lit[k - i] = (char)f->a[k].c;
-    }
-    i = j > i ? j : i + 1;
-  }
-}
-
 /* bytes with a meaning outside brackets, and those a backslash makes plain (GNU regex gives
  * others after a backslash, like \w or \1, a meaning: those go to regcomp) */
 static const unsigned char meta[256] = {
@@ -418,7 +404,6 @@ static size_t fastre_size(size_t len) { return sizeof(struct fastre) + len * siz
 static int fastre_build(struct fastre *f, const char *p)
 {
   f->n = f->bol = f->eol = 0;
-  f->litlen = 0;
   if (strlen(p) > FAST_MAX) return 0;
   if (*p == '^') { f->bol = 1; ++p; }
   while (*p) {
@@ -446,7 +431,6 @@ static int fastre_build(struct fastre *f, const char *p)
     if (quantifier(*p) || *p == '{') break;
   }
   if (*p && !(f->eol && p[0] == '$' && !p[1])) { fastre_free(f, 0); return 0; }
-  literal(f);
   return 1;
 }
 
@@ -482,7 +466,6 @@ static int fastre_match(const struct fastre *f, const char *t)
 {
   unsigned char cur[FAST_MAX + 1], nxt[FAST_MAX + 1];
   int i, n = f->n;
-  if (f->litlen && !contains(t, f->lit, f->litlen)) return 0;
   memset(cur, 0, (size_t)n + 1);
   closure(f, cur, 0);
   for (;; ++t) {
@@ -500,33 +483,82 @@ static int fastre_match(const struct fastre *f, const char *t)
   }
 }
 
-/* relist_init - the lines (NUL-terminated, len bytes) of file fn into l: one copy of the
- * lines and one block for every automaton, whatever the number of lines; 1, or -1 */
+/* skipbracket - past the bracket expression at p (after its '['), or 0 */
+static const char *skipbracket(const char *p)
+{
+  if (*p == '^') ++p;
+  if (*p == ']') ++p;
+  while (*p && *p != ']') {
+    if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+      const char *x = p + 2;
+      while (*x && !(x[0] == p[1] && x[1] == ']')) ++x;
+      if (!*x) return 0;
+      p = x + 2;
+    } else ++p;
+  }
+  return *p ? p + 1 : 0;
+}
+
+/* what a byte is to rawlit(): plain text unless listed */
+enum { R_PLAIN, R_ALT, R_ESC, R_BRACKET, R_INTERVAL, R_OTHER };
+static const unsigned char rclass[256] = {
+  [0] = R_OTHER, [1 ... 31] = R_OTHER, ['|'] = R_ALT, ['('] = R_ALT, ['\\'] = R_ESC,
+  ['['] = R_BRACKET, ['{'] = R_INTERVAL, ['.'] = R_OTHER, [')'] = R_OTHER, ['*'] = R_OTHER,
+  ['+'] = R_OTHER, ['?'] = R_OTHER, ['}'] = R_OTHER, ['^'] = R_OTHER, ['$'] = R_OTHER,
+};
+static const unsigned char repeats[256] = {['*'] = 1, ['+'] = 1, ['?'] = 1, ['{'] = 1};
+
+/* rawlit - the longest run of plain bytes that every match of pattern p must hold, into out
+ * (lower case; out has strlen(p) bytes): atoms in sequence that are not followed by a
+ * quantifier. With | or ( nothing is certain: 0. Its length. */
+static size_t rawlit(const char *p, char *out)
+{
+  char tmp[FAST_MAX];
+  size_t cur = 0, best = 0;
+  if (*p == '^') ++p;
+  for (;;) {
+    unsigned char c = (unsigned char)*p, k = rclass[c];
+    if (k == R_PLAIN && !repeats[(unsigned char)p[1]] && cur < sizeof tmp) {
+      tmp[cur++] = (char)lowb(c);
+      ++p;
+      continue;
+    }
+    if (k == R_ESC && plain_esc[(unsigned char)p[1]] && p[1] && !repeats[(unsigned char)p[2]] &&
+        cur < sizeof tmp) {
+      tmp[cur++] = (char)lowb((unsigned char)p[1]);
+      p += 2;
+      continue;
+    }
+    if (cur > best) { memcpy(out, tmp, cur); best = cur; }
+    cur = 0;
+    switch (k) {
+      case R_ALT: return 0;
+      case R_BRACKET: if (!(p = skipbracket(p + 1))) return 0; break;
+      case R_INTERVAL: if (!(p = strchr(p, '}'))) return best; ++p; break;  /* its counts */
+      case R_ESC: p += p[1] ? 2 : 1; break;
+      default: if (!c) return best; ++p;
+    }
+  }
+}
+
+/* relist_init - the lines (NUL-terminated, len bytes) of file fn into l: the lines and their
+ * literals in two blocks; automata are made when a line is first reached; 1, or -1 */
 static int relist_init(struct relist *l, const char *lines, size_t len, const char *fn)
 {
-  size_t i, n = 0, size = 0;
-  char *mem;
-  for (i = 0; i < len && n < REGEX_MAX; i += strlen(lines + i) + 1) {
-    size_t ll = strlen(lines + i);
-    ++n;
-    if (ll <= FAST_MAX) size += fastre_size(ll);  /* longer lines go to regcomp */
-  }
+  size_t i, n = 0;
+  for (i = 0; i < len && n < REGEX_MAX; i += strlen(lines + i) + 1) ++n;
   if (i < len) logregex(fn, "", "too many patterns: the rest are ignored");
   l->fn = fn;
   l->n = 0;
   if (!(l->p = calloc(n + 1, sizeof *l->p)) || !(l->buf = malloc(i + 1)) ||
-      !(l->arena = malloc(size + 1)))
+      !(l->lits = malloc(i + 1)))
     return -1;
   memcpy(l->buf, lines, i);
-  mem = l->arena;
   for (i = 0; l->n < (int)n; i += strlen(l->buf + i) + 1) {
     struct repat *r = &l->p[l->n++];
-    struct fastre *f = (struct fastre *)(void *)mem;
-    size_t ll = strlen(l->buf + i);
     r->line = l->buf + i;
-    if (ll > FAST_MAX) continue;
-    mem += fastre_size(ll);
-    if (fastre_build(f, r->line + (r->line[0] == '!'))) r->fast = f;
+    r->lit = l->lits + i;
+    if (r->line[0] != '!') r->litlen = rawlit(r->line, l->lits + i);  /* see relist_match */
   }
   return 1;
 }
@@ -542,13 +574,22 @@ static int relist_load(struct relist *l, const char *fn)
   return l->state = relist_init(l, sa.s, sa.len, fn);
 }
 
-/* rematch - does pattern r match text: 1, 0; a pattern that does not compile never matches
- * (sagredo's behaviour), and is logged once */
+/* rematch - does pattern r match text: 1, 0. Its automaton is made, or it is compiled, when
+ * the text holds its literal; a pattern that does not compile never matches (sagredo's
+ * behaviour) and is logged once */
 static int rematch(const struct relist *l, struct repat *r, const char *text)
 {
+  const char *p = r->line + (r->line[0] == '!');
+  if (r->litlen && !contains(text, r->lit, r->litlen)) return 0;
+  if (!r->tried) {
+    size_t len = strlen(p);
+    struct fastre *f = len <= FAST_MAX ? malloc(fastre_size(len)) : 0;
+    r->tried = 1;
+    if (f && fastre_build(f, p)) r->fast = f;
+    else fastre_free(f, 1);
+  }
   if (r->fast) return fastre_match(r->fast, text);
   if (!r->compiled) {
-    const char *p = r->line + (r->line[0] == '!');
     int e = regcomp(&r->re, p, REG_EXTENDED | REG_ICASE | REG_NOSUB);
     r->compiled = e ? -1 : 1;
     if (e) {
@@ -561,7 +602,8 @@ static int rematch(const struct relist *l, struct repat *r, const char *text)
 }
 
 /* relist_match - sagredo's bmcheck: the first line that matches (or, with !, does not); a
- * line that does not compile decides nothing */
+ * line that does not compile decides nothing (so a ! line is always made or compiled: the
+ * literal shortcut is for the others only) */
 static const char *relist_match(const struct relist *l, const char *text)
 {
   int i;
@@ -580,11 +622,11 @@ int switches_regex_test(const char *lines, size_t len, const char *text, const c
   int i;
   for (i = 0; i < l.n; ++i) {
     if (l.p[i].compiled == 1) regfree(&l.p[i].re);
-    fastre_free(l.p[i].fast, 0);
+    fastre_free(l.p[i].fast, 1);
   }
   free(l.p);
   free(l.buf);
-  free(l.arena);
+  free(l.lits);
   memset(&l, 0, sizeof l);
   if (relist_init(&l, lines, len, 0) == -1) return -1;
   *which = relist_match(&l, text);
