@@ -91,6 +91,9 @@ struct relist {
   struct repat *p;
   const char *fn;
   char *buf, *lits;    /* the lines; their literals */
+  stralloc last;       /* the text last asked about (every RCPT asks again) ... */
+  const char *lastres; /* ... and the answer */
+  int lastok;
 };
 static struct cmap gmf, gma, bmfu, brt;
 static int gmfok, gmaok, bmfuok, brtok;
@@ -616,6 +619,15 @@ static const char *relist_match(const struct relist *l, const char *text)
   return 0;
 }
 
+/* relist_cached - relist_match, remembering the last text */
+static const char *relist_cached(struct relist *l, const char *text)
+{
+  if (l->lastok && !strcmp(l->last.s, text)) return l->lastres;
+  l->lastres = relist_match(l, text);
+  l->lastok = stralloc_copys(&l->last, text) && stralloc_0(&l->last);
+  return l->lastres;
+}
+
 int switches_regex_test(const char *lines, size_t len, const char *text, const char **which)
 {
   static struct relist l;  /* kept: *which points into it until the next call */
@@ -650,10 +662,10 @@ static int regexes(struct session *s, struct relist *l, const char *fn, struct r
   const char *p = 0;
   int r = relist_load(l, fn);
   if (r == -1) return *file = fn, -1;
-  if (r == 1) p = relist_match(l, text);
+  if (r == 1) p = relist_cached(l, text);
   if (!p && !s->relayclient) {
     if ((r = relist_load(lnr, fnnr)) == -1) return *file = fnnr, -1;
-    if (r == 1 && (p = relist_match(lnr, text))) fn = fnnr;
+    if (r == 1 && (p = relist_cached(lnr, text))) fn = fnnr;
   }
   if (p && val[S_LOGREGEX] && log_on(LOG_INFO)) {  /* sagredo's LOGREGEX: which pattern */
     log_start("qregex");
