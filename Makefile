@@ -20,6 +20,8 @@ PROGS = mxguard-smtpd qq-maildir mxguard-users mxguard-rules
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl tests/t_rules
+SMTPD_OBJS += switches.o
+TESTPROGS += tests/t_switches
 BENCHPROGS = bench/banner bench/qq-sink
 # geoip (rules below, "geoip:")
 SMTPD_OBJS += geoip.o
@@ -99,6 +101,14 @@ mxguard-rules: $(RULES_TOOL_OBJS) conf-ld
 	$(subst -static,,$(LINK)) -o $@ $(RULES_TOOL_OBJS) $(LIBS)
 mxguard-rules.o: mxguard-rules.c rules.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-rules.c -o $@
+# the qmail-ldap and sagredo switches
+smtpd.o: switches.h
+switches.o: switches.c switches.h control.h decision.h dnsbl.h log.h session.h stock.h valuser.h \
+  conf-cc
+	$(COMPILE) -c $(SRC)/switches.c -o $@
+SWITCHES_TEST_OBJS = switches.o dnsbl.o stock.o valuser.o valsql.o control.o io.o log.o
+tests/t_switches: tests/t_switches.c $(SWITCHES_TEST_OBJS) tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_switches.c $(SWITCHES_TEST_OBJS) $(LIBS)
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
 

@@ -11,7 +11,8 @@
  * at RCPT (or before the banner with DNSBLGREETING): RBLSMTPD as rblsmtpd does; a DNSWL hit
  * (negative weight) permits and skips every DNS refusal; a score at or over the threshold
  * refuses with the list's TXT (or, in tag-only mode, adds an X-RBL: header); the rDNS
- * switches; RHSBL listings; the sender domain. Only a definite answer gives 5xx: a list that
+ * switches; RHSBL listings. The sender domain (RETURNMXCHECK, qmail-ldap's: any value is on)
+ * is decided at MAIL, with qmail-ldap's replies. Only a definite answer gives 5xx: a list that
  * does not answer in time is skipped and logged (fail-open, unless DNSBLFAILCLOSED), the rDNS
  * and sender checks answer 4xx when DNS failed. Relay and authenticated clients are not
  * checked. With no DNS setting at all, four control files are tried (and are missing), and no
@@ -42,7 +43,7 @@
 #define NAME_MAX_ 300
 
 enum { Q_PENDING, Q_HIT, Q_MISS, Q_NX, Q_FAIL };
-enum { K_A, K_TXT, K_PTR, K_FWD, K_MX, K_SA, K_SAAAA, K_RA, K_RTXT };
+enum { K_A, K_TXT, K_PTR, K_FWD, K_MX, K_SA, K_SAAAA, K_RA, K_RTXT, K_XA, K_XTXT };
 enum { R_SENDER, R_HELO, R_PTR };  /* what an RHSBL zone is asked about */
 
 struct hit {
@@ -78,7 +79,7 @@ static ares_channel ch;
 static int chok, watching, inflight;
 static struct { ares_socket_t fd; int r, w; } socks[SOCKS_MAX];
 static int nsocks;
-static struct batch client, sender;
+static struct batch client, sender, extra;  /* extra: other modules' lookups (dnsbl_extra) */
 static int family;
 static unsigned char ipbytes[16];
 static int ptrasked, senderon, mxon, ptrstate, nptr, fwdpending, fwdmatch, fwdfail;
@@ -292,6 +293,10 @@ static long wtimeout(void *ctx)
     left = sender.deadline > now ? (long)(sender.deadline - now) : 0;
     if (ms < 0 || left < ms) ms = left;
   }
+  if (!extra.closed && extra.pending) {
+    left = extra.deadline > now ? (long)(extra.deadline - now) : 0;
+    if (ms < 0 || left < ms) ms = left;
+  }
   return ms;
 }
 
@@ -303,7 +308,9 @@ static void expire(void)
   long long now = io_now_ms();
   if (!client.closed && client.pending && now >= client.deadline) { client.closed = 1; finish(&client); }
   if (!sender.closed && sender.pending && now >= sender.deadline) { sender.closed = 1; finish(&sender); }
-  if (inflight && (client.closed || !client.pending) && (sender.closed || !sender.pending))
+  if (!extra.closed && extra.pending && now >= extra.deadline) { extra.closed = 1; finish(&extra); }
+  if (inflight && (client.closed || !client.pending) && (sender.closed || !sender.pending) &&
+      (extra.closed || !extra.pending))
     ares_cancel(ch);
 }
 
@@ -534,6 +541,70 @@ static void got_sender(int k, int status, unsigned char *abuf, int alen)
   *st = status == ARES_ENOTFOUND || status == ARES_EBADNAME ? Q_NX : status == ARES_ENODATA ? Q_MISS : Q_FAIL;
 }
 
+/* ---- lookups for other modules (switches.c: qmail-ldap's RBL, sagredo's DNSBLLIST) */
+
+static struct dnsbl_answer xans[DNSBL_EXTRA_MAX];
+static int nxq, xopen;  /* answers so far; a round is open */
+static void pump(struct batch *b);
+
+static int xstate(int status)
+{
+  return definite(status) || status == ARES_EBADNAME ? DNSBL_X_NOT : DNSBL_X_FAIL;
+}
+
+static void got_extra(int k, int i, int status, unsigned char *abuf, int alen)
+{
+  struct dnsbl_answer *x = &xans[i];
+  if (k == K_XTXT) {
+    struct hit h;
+    h.txt[0] = 0;
+    got_txt(&h, status, abuf, alen);
+    memcpy(x->txt, h.txt, sizeof x->txt);
+    x->txtstate = status == ARES_SUCCESS ? (h.txt[0] ? DNSBL_X_LISTED : DNSBL_X_NOT) : xstate(status);
+    return;
+  }
+  x->state = DNSBL_X_FAIL;
+  if (status == ARES_SUCCESS) {
+    struct ares_addrttl at[8];
+    int n = 8, j;
+    if (ares_parse_a_reply(abuf, alen, 0, at, &n) != ARES_SUCCESS) return;
+    for (j = 0; j < n; ++j) memcpy(x->a[j], &at[j].ipaddr, 4);
+    x->n = n;
+    x->state = n ? DNSBL_X_LISTED : DNSBL_X_NOT;
+  } else x->state = xstate(status);
+}
+
+int dnsbl_extra(const char *name, int txt)
+{
+  if (!xopen) {  /* a new round: begin() makes late answers of an earlier one stale */
+    if (channel() == -1) return -1;
+    begin(&extra);
+    xopen = 1;
+  }
+  if (nxq == DNSBL_EXTRA_MAX) return -1;
+  xans[nxq].state = xans[nxq].txtstate = DNSBL_X_PENDING;
+  ask(name, ns_t_a, K_XA, nxq, &extra);
+  if (txt) ask(name, ns_t_txt, K_XTXT, nxq, &extra);
+  else xans[nxq].txtstate = DNSBL_X_NOT;
+  return nxq++;
+}
+
+const struct dnsbl_answer *dnsbl_extra_wait(void)
+{
+  int i;
+  if (xopen) {
+    xopen = 0;
+    release(&extra);  /* begin() held the round open while queries were sent */
+    if (!extra.done) pump(&extra);
+    extra.closed = 1;
+  }
+  for (i = 0; i < nxq; ++i) {
+    if (xans[i].state == DNSBL_X_PENDING) xans[i].state = DNSBL_X_FAIL;
+    if (xans[i].txtstate == DNSBL_X_PENDING) xans[i].txtstate = DNSBL_X_FAIL;
+  }
+  return xans;
+}
+
 static void answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
   struct query *q = arg;
@@ -551,6 +622,7 @@ static void answer(void *arg, int status, int timeouts, unsigned char *abuf, int
       case K_RTXT: got_txt(&rh[q->idx / ZONES_MAX][q->idx % ZONES_MAX], status, abuf, alen); break;
       case K_PTR: got_ptr(status, abuf, alen); break;
       case K_FWD: got_fwd(status, abuf, alen); break;
+      case K_XA: case K_XTXT: got_extra(q->kind, q->idx, status, abuf, alen); break;
       default: got_sender(q->kind, status, abuf, alen);
     }
     if (!--b->pending) finish(b);
@@ -634,7 +706,7 @@ static void finish(struct batch *b)
   b->done = 1;
   b->ms = io_now_ms() - b->start;
   if (b == &client) finish_client();
-  else {
+  else if (b == &sender) {
     int i;
     for (i = 0; i < 3; ++i) if (sstate[i] == Q_PENDING) sstate[i] = Q_FAIL;
     for (i = 0; i < nrzones; ++i) {
@@ -721,7 +793,8 @@ static int settings(const char **file)
   if (envon(E_REQUIREFCRDNS)) wantptr = 2;
   else if (onoff(E_REQUIREPTR, "control/requireptr", &wantptr) == -1)
     return *file = "control/requireptr", -1;
-  if (onoff(E_RETURNMXCHECK, "control/returnmxcheck", &rm) == -1)
+  if (envval[E_RETURNMXCHECK]) rm = 1;  /* qmail-ldap: set, to any value, is on */
+  else if (onoff(E_RETURNMXCHECK, "control/returnmxcheck", &rm) == -1)
     return *file = "control/returnmxcheck", -1;
   returnmx = rm != 0;
   active = nzones || nrzones || wantptr || returnmx || (rblsmtpd && *rblsmtpd);
@@ -874,11 +947,23 @@ static struct decision verdict_sender(void)
     if (sstate[i] == Q_FAIL || sstate[i] == Q_PENDING) fail = 1;
     if (sstate[i] == Q_NX) nx = 1;
   }
-  if (fail) return refuse(451, "4.4.0", "temporary DNS failure looking up your envelope sender domain",
+  (void)nx;  /* qmail-ldap's texts: no such domain and no mail server read the same */
+  if (fail) return refuse(421, "4.3.0", "DNS temporary failure at return MX check, try again later",
                           "sender_dns_temp");
-  return refuse(553, "5.1.8", nx ? "sorry, your envelope sender domain must exist"
-                                 : "sorry, your envelope sender domain has no mail server",
-                "sender_domain");
+  return refuse(554, 0, "refused mailfrom because return MX does not exist", "sender_domain");
+}
+
+/* dnsbl_returnmx - RETURNMXCHECK at MAIL, as qmail-ldap answers it: wait for the sender
+ * domain's MX/A/AAAA (within the budget) and decide; the RCPT check does not ask again */
+struct decision dnsbl_returnmx(struct session *s)
+{
+  struct decision d;
+  (void)s;
+  if (!mxon) return DECISION_NONE;
+  if (!sender.done) pump(&sender);
+  d = verdict_sender();
+  mxon = 0;
+  return d;
 }
 
 /* verdict_rhs - the first RHSBL listing of the PTR name, the HELO name, the sender domain */

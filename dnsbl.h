@@ -15,6 +15,8 @@ int dnsbl_start(struct session *s, const char **file);
 struct decision dnsbl_greeting(struct session *s);
 struct decision dnsbl_mail(struct session *s);  /* STAGE_MAIL: send the sender-domain lookups */
 struct decision dnsbl_rcpt(struct session *s);  /* STAGE_RCPT: wait (budget) and decide */
+/* dnsbl_returnmx - STAGE_MAIL after dnsbl_mail: RETURNMXCHECK's verdict, 554 or 421 */
+struct decision dnsbl_returnmx(struct session *s);
 /* dnsbl_header - in tag-only mode (RBLONLYHEADER, DNSBLTAG) the "X-RBL: ...\n" header line
  * for a listed client, else 0 */
 const char *dnsbl_header(void);
@@ -26,6 +28,22 @@ const char *dnsbl_header(void);
 void dnsbl_want(int want);
 void dnsbl_wait(void);
 int dnsbl_zones(stralloc *out);
+/* lookups for other modules on the same channel and poll loop (switches.c: RBL, DNSBLLIST) */
+#define DNSBL_EXTRA_MAX 64
+enum { DNSBL_X_PENDING = 0, DNSBL_X_LISTED = 1, DNSBL_X_NOT = 2, DNSBL_X_FAIL = 3 };
+struct dnsbl_answer {
+  int state;                /* DNSBL_X_* of the A query */
+  int n;                    /* A records in a[] */
+  unsigned char a[8][4];
+  char txt[201];            /* the TXT record made printable, when asked for */
+  int txtstate;             /* DNSBL_X_* of the TXT query (LISTED: a non-empty TXT) */
+};
+/* dnsbl_extra - send the A (and with txt the TXT) query for name in the current round (the
+ * first call after a wait starts one); the index of its answer, or -1 (no channel, too many) */
+int dnsbl_extra(const char *name, int txt);
+/* dnsbl_extra_wait - wait for the round's answers, at most DNSBUDGET ms from its first query;
+ * every answer so far by index (what did not come is DNSBL_X_FAIL) */
+const struct dnsbl_answer *dnsbl_extra_wait(void);
 
 /* exposed for tests/t_dnsbl.c */
 struct dnsbl_zone {

@@ -29,6 +29,7 @@
 #include "rules.h"
 #include "session.h"
 #include "stock.h"
+#include "switches.h"
 #include "tls.h"
 #include "valuser.h"
 
@@ -37,7 +38,8 @@
 #define REASONS_MAX 8       /* distinct refusal reasons counted for the summary line */
 
 static struct session s;
-static stralloc greeting, liphost;
+static stralloc greeting, liphost, me;
+static int keep421;  /* 550GREETING/421GREETING: a 421 to HELO does not end the session */
 static int liphostok;
 static struct qq qq;
 static char line[SMTP_LINE_MAX + 1];
@@ -70,11 +72,27 @@ static const struct check checks[] = {
   {"rules", STAGE_MAIL, rules_mail, CHECK_POLICY},
   {"rcptmax", STAGE_RCPT, stock_rcptmax, CHECK_HARD},
   {"rules", STAGE_RCPT, rules_rcpt, CHECK_POLICY},
-  {"badmailfrom", STAGE_RCPT, stock_badmailfrom, CHECK_POLICY},
+  /* qmail-ldap and sagredo switches (switches.c), at the stage their code answers */
+  {"greeting", STAGE_CONNECT, switches_greetcheck, CHECK_POLICY},  /* 550GREETING, 421GREETING */
+  {"transaction", STAGE_MAIL, switches_txn, CHECK_HARD},
+  {"rejectnullsenders", STAGE_MAIL, switches_nullsenders, CHECK_POLICY},
+  {"badmailfrom-unknown", STAGE_MAIL, switches_bmfunknown, CHECK_POLICY},
+  {"nobounce", STAGE_MAIL, switches_nobounce, CHECK_POLICY},
+  {"sanitycheck", STAGE_MAIL, switches_sanity, CHECK_POLICY},
+  {"rbl", STAGE_MAIL, switches_rbl, CHECK_POLICY},
+  {"relayprobe", STAGE_RCPT, switches_relayprobe, CHECK_POLICY},
+  {"badhelo", STAGE_RCPT, switches_badhelo, CHECK_POLICY},
+  {"badmailfrom", STAGE_RCPT, switches_badmailfrom, CHECK_POLICY},  /* stock, or QREGEX */
+  {"brtlimit", STAGE_RCPT, switches_brtlimit, CHECK_POLICY},
+  {"badrcptto", STAGE_RCPT, switches_badrcptto, CHECK_POLICY},
   {"rcpthosts", STAGE_RCPT, stock_rcpthosts, CHECK_HARD},
+  {"badbounce", STAGE_RCPT, switches_badbounce, CHECK_POLICY},
   {"dnsbl_mail", STAGE_MAIL, dnsbl_mail, CHECK_POLICY},
+  {"returnmxcheck", STAGE_MAIL, switches_returnmx, CHECK_POLICY},
+  {"sendercheck", STAGE_MAIL, switches_sendercheck, CHECK_POLICY},
   {"dnsbl", STAGE_RCPT, dnsbl_rcpt, CHECK_POLICY},
-  {"valuser", STAGE_RCPT, valuser_check, CHECK_HARD},
+  {"valuser", STAGE_RCPT, switches_valuser, CHECK_HARD},  /* goodmailaddr, then valuser */
+  {"dnsbllist", STAGE_RCPT, switches_dnsbllist, CHECK_POLICY},
   {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
 };
@@ -262,7 +280,8 @@ static void reply(const struct decision *d)
     log_str("code", code);
     log_end();
   }
-  if (d->drop || d->code == 421) end_session(1, d->reason ? d->reason : "dropped");
+  if (d->drop || (d->code == 421 && !keep421) || (d->code >= 400 && switches_disconnect()))
+    end_session(1, d->reason ? d->reason : "dropped");  /* SMTP550DISCONNECT: after any refusal */
 }
 
 static void say(int code, const char *text)
@@ -544,6 +563,7 @@ static void smtp_data(const char *arg)
   {
     const char *h = dnsbl_header();  /* tag-only DNSBL mode */
     if (h) qq_put(&qq, h, strlen(h));
+    if ((h = switches_header())) qq_put(&qq, h, strlen(h));  /* qmail-ldap RBL addheader */
     if ((h = rules_tags())) qq_put(&qq, h, strlen(h));  /* tag rules */
   }
   blast(&b);
@@ -828,7 +848,6 @@ static void instructions(void)
 /* setup - qmail-smtpd's setup(): control files, then the environment */
 static void setup(void)
 {
-  static stralloc me;
   int meok, r, timeout = 1200, databytes = 0;
   const char *x;
   unsigned int db;
@@ -866,6 +885,29 @@ static void setup(void)
   s.fakehelo = 0;
 }
 
+/* restricted - qmail-ldap's 550GREETING/421GREETING: the refusal instead of the banner
+ * (and the end with SMTP550DISCONNECT), then 20 seconds for each command, of which only QUIT
+ * does anything */
+static void restricted(const struct decision *g)
+{
+  keep421 = 1;
+  io_settimeout(20);
+  curcmd = "CONNECT";
+  reply(g);
+  for (;;) {
+    size_t len;
+    struct decision d;
+    int r = io_getline(line, sizeof line, &len);
+    if (r == IO_TIMEOUT) { curcmd = "READ"; die_alarm(); }
+    if (r <= 0) die_read();
+    line[strcspn(line, " ")] = 0;
+    if (r == IO_LINE && !case_diffs(line, "quit")) { curcmd = "QUIT"; smtp_quit(""); }
+    curcmd = "RESTRICTED";
+    d = switches_restricted(r == IO_LINE ? line : "");
+    reply(&d);
+  }
+}
+
 static void args(int argc, char **argv)
 {
   if (argc < 2) return;
@@ -899,19 +941,26 @@ int main(int argc, char **argv)
   if (getenv("MXG_TRACE")) rules_trace = trace;
   rules_observer = observe_rule;
   rules_start(&s);
+  switches_init(me.len ? &me : &greeting);
   {
     const char *file;  /* DNS lookups go out now: the answers arrive while the client talks */
     struct decision d;
     if (dnsbl_start(&s, &file) == -1) die_control(file);
     if ((d = dnsbl_greeting(&s)).code) reply(&d);  /* DNSBLGREETING: refuse before the banner */
-    d = run_checks(STAGE_CONNECT);  /* connect rules with DELAYREJECT=0 */
-    if (d.code >= 400) {
-      d.drop = 1;
-      if (d.code >= 500) d.code = 554;
-      reply(&d);
-    }
   }
   if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
+  {
+    /* the connect checks: rules with DELAYREJECT=0 (554, closed), 550GREETING/421GREETING
+     * (switches.c: the dummy dialogue) */
+    struct decision d = run_checks(STAGE_CONNECT);
+    if (d.code >= 400) {
+      curcmd = "CONNECT";
+      if (switches_restricts(&d)) restricted(&d);
+      if (d.code >= 500) d.code = 554;
+      reply(&d);
+      end_session(1, d.reason ? d.reason : "refused");
+    }
+  }
   greet(220, " ESMTP");
   for (;;) {
     size_t len;
