@@ -144,3 +144,6 @@ clean:
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean
+
+# hardening (issue 12)
+smtpd.o: rules.h

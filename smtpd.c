@@ -26,6 +26,7 @@
 #include "io.h"
 #include "log.h"
 #include "queue.h"
+#include "rules.h"
 #include "session.h"
 #include "stock.h"
 #include "tls.h"
@@ -34,6 +35,8 @@
 #define SMTP_LINE_MAX 2048  /* bytes before the LF; Postfix's line_length_limit */
 #define LONGLINES_MAX 3     /* too-long command lines before the session is dropped */
 #define REASONS_MAX 8       /* distinct refusal reasons counted for the summary line */
+#define DATAGRACE_DEF 300   /* seconds of DATA before DATAMINRATE applies */
+#define DATAMINRATE_DEF 100 /* bytes/s averaged over DATA after the grace: 800 bit/s */
 
 static struct session s;
 static stralloc greeting, liphost;
@@ -216,7 +219,17 @@ static void die_control(const char *file)
   say_qmail(421, "unable to read controls", "4.3.0", "control", 1);
 }
 static void die_ipme(void) { say_qmail(421, "unable to figure out my IP addresses", "4.3.0", "ipme", 1); }
-static void die_alarm(void) { say_qmail(451, "timeout", "4.4.2", "timeout", 1); }
+/* die_alarm - idle past timeoutsmtpd ("timeout"), or too slow for a total deadline: a command
+ * line or AUTH exchange not complete within timeoutsmtpd, DATA under DATAMINRATE */
+static void die_alarm(void)
+{
+  int k = io_expired();
+  io_deadline(0);  /* the last reply gets the ordinary write timeout */
+  io_rate(0, 0);
+  say_qmail(451, "timeout", "4.4.2",
+            k == IO_EXP_RATE ? "slowdata" : k == IO_EXP_TOTAL ? "slowclient" : "timeout", 1);
+}
+static long timeout_ms = 1200000;  /* control/timeoutsmtpd, for the total deadlines */
 static void die_read(void) { end_session(1, "eof"); }
 static void die_barelf(void)
 {
@@ -379,10 +392,32 @@ static const char *protocol(void)
 
 static void putqq(void *ctx, const char *x, size_t len) { qq_put(ctx, x, len); }
 
-/* blast - stream the message from the client into qmail-queue */
+/* setting_ulong - a numeric setting, def when unset; a bad value is logged, never ignored
+ * silently, and the default holds */
+static unsigned long setting_ulong(const char *name, unsigned long def)
+{
+  const char *x = rules_get(name);
+  unsigned long u;
+  size_t used;
+  if (!x) return def;
+  u = control_scanulong(x, &used);
+  if (*x && !x[used] && used < 10) return u;
+  if (log_on(LOG_ERROR)) {
+    log_start("error");
+    log_str("reason", "setting");
+    log_str("name", name);
+    log_clients("value", x);
+    log_end();
+  }
+  return def;
+}
+
+/* blast - stream the message from the client into qmail-queue; the minimum rate makes the
+ * whole DATA phase finite without hurting a slow but real link */
 static void blast(struct blast *b)
 {
   blast_init(b, s.databytes, putqq, &qq);
+  io_rate(setting_ulong("DATAGRACE", DATAGRACE_DEF), setting_ulong("DATAMINRATE", DATAMINRATE_DEF));
   for (;;) {
     size_t used;
     int r;
@@ -391,7 +426,7 @@ static void blast(struct blast *b)
     if (n <= 0) die_read();
     r = blast_feed(b, buffer_peek(&io_in), (size_t)n, &used);
     buffer_seek(&io_in, used);
-    if (r == BLAST_END) return;
+    if (r == BLAST_END) { io_rate(0, 0); return; }
     if (r == BLAST_BARELF) die_barelf();
   }
 }
@@ -616,7 +651,11 @@ static void smtp_auth(const char *arg)
     say_qmail(538, "auth not available without TLS", "5.3.3", "auth_notls", 0);
     return;
   }
-  d = auth_command(arg, &aio, &user, &method);
+  {
+    long long cap = io_deadline(io_now_ms() + timeout_ms);  /* the exchange as a whole */
+    d = auth_command(arg, &aio, &user, &method);
+    io_deadline(cap);
+  }
   if (d.code == 235) auth_granted(user, method);
   if (log_on(LOG_INFO) && (d.code == 235 || d.code == 535 || d.code == 454)) {
     log_start("auth");
@@ -749,6 +788,7 @@ static void setup(void)
   if (db + 1 == 0) --db;
   s.databytes = db;
   io_settimeout((unsigned long)timeout);
+  timeout_ms = timeout > 86400 * 365 ? 86400L * 365 * 1000 : (long)timeout * 1000;
   qq_settimeout((unsigned long)timeout);
   s.remoteip = env_or("TCPREMOTEIP", "unknown");
   s.local = env_or("TCPLOCALHOST", env_or("TCPLOCALIP", "unknown"));
