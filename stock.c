@@ -72,7 +72,11 @@ struct decision stock_badmailfrom(struct session *s)
 static int mrhfind(const char *key, size_t len)
 {
   if (fdmrh == -1) return 0;
-  if (!mrhinit) { cdb_init(&mrh, fdmrh); mrhinit = 1; }
+  if (!mrhinit) {
+    if (control_cdbcheck(fdmrh) == -1) return -1;  /* damaged: never "not in the list" */
+    cdb_init(&mrh, fdmrh);
+    mrhinit = 1;
+  }
   return cdb_find(&mrh, (const unsigned char *)key, len);
 }
 
