@@ -80,6 +80,7 @@ static int nsocks;
 static struct batch client, sender;
 static int family;
 static unsigned char ipbytes[16];
+static int rhsptr;  /* the RHSBL of TCPREMOTEHOST was asked (no PTR query of our own) */
 static int ptrasked, senderon, mxon, ptrstate, nptr, fwdpending, fwdmatch, fwdfail;
 static char ptrnames[PTR_NAMES][NAME_MAX_];
 static int sstate[3];  /* sender MX, A, AAAA: Q_* */
@@ -752,6 +753,8 @@ int dnsbl_start(struct session *s, const char **file)
     const char *h = getenv("TCPREMOTEHOST");
     if (h && *h && wantptr != 2) {  /* tcpserver already asked and nobody needs more */
       s->rdns = DNS_OK; s->rdns_name = h;
+      ask_rhs(R_PTR, h, &client);  /* its RHSBL all the same */
+      rhsptr = 1;
     } else if (dnsbl_revname(name, sizeof name, s->remoteip, 0) > 0) {
       ptrasked = 1;
       ask(name, ns_t_ptr, K_PTR, 0, &client);
@@ -888,7 +891,7 @@ static struct decision verdict_rhs(void)
     for (i = 0; i < nrzones; ++i) {
       struct hit *h = &rh[order[k]][i];
       if (h->state != Q_HIT) continue;
-      if ((order[k] == R_PTR && !ptrasked) || (order[k] != R_PTR && !senderon)) continue;
+      if ((order[k] == R_PTR && !ptrasked && !rhsptr) || (order[k] != R_PTR && !senderon)) continue;
       t.len = 0;
       if (!stralloc_copys(&t, "sorry, your ") || !stralloc_cats(&t, what[order[k]]) ||
           !stralloc_cats(&t, rhname[order[k]]) || !stralloc_cats(&t, " is rejected by ") ||
