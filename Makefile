@@ -148,3 +148,4 @@ clean:
 # hardening (issue 12)
 smtpd.o: rules.h
 instruct.o: control.h
+tls.o: log.h

@@ -288,7 +288,7 @@ static int auth_offer(void)
   const char *x = getenv("FORCETLS");
   if (!auth_enabled() || s.auth_user) return 0;
   if (starttls_active() || (x && !strcmp(x, "0"))) return 1;
-  return !starttls_offer();
+  return !starttls_wanted();
 }
 
 static void smtp_ehlo(const char *arg)
@@ -531,13 +531,10 @@ static int tls_start(int implicit)
 {
   static stralloc t;
   const char *err = 0;
-  if (starttls_prepare(&err) == -1) {
+  if (starttls_prepare(&err) == -1) {  /* the reason (a file, a library) is for the log only */
     log_tls("ctx_error", err);
     if (implicit) end_session(1, "tls_ctx");
-    if (!stralloc_copys(&t, "TLS unable to initialize ctx: ") || !stralloc_cats(&t, err) ||
-        !stralloc_0(&t))
-      die_nomem();
-    say_qmail(454, t.s, "4.3.0", "tls_ctx", 0);
+    say_qmail(454, "TLS not available due to temporary reason", "4.3.0", "tls_ctx", 0);
     return -1;
   }
   if (!implicit) say(220, "ready for tls");

@@ -167,5 +167,102 @@ def test_cdb_zero_filled_instruct_is_4xx(srv):
         s.closed_after(CONTROLS_421, 3, 'instruct cdb damaged')
 
 
+# -- TLS: non-regular certificate files (item 7), an address-space limit (item 8)
+
+CERTDIR = tempfile.mkdtemp(prefix='mxit-hcert.')
+subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj',
+                '/CN=mx.test', '-keyout', CERTDIR + '/k', '-out', CERTDIR + '/c'], check=True,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+PEM = open(CERTDIR + '/c', 'rb').read() + open(CERTDIR + '/k', 'rb').read()
+subprocess.run(['rm', '-rf', CERTDIR])
+NOTLS = b'454 TLS not available due to temporary reason (#4.3.0)\r\n'
+SANITIZED = os.environ.get('MXG_LABEL') == 'asan' or os.path.basename(MXG_BIN) == 'san'
+
+
+def fifo_case(srv, name):
+    control = {'me': ME}
+    if name != 'servercert.pem':
+        control['servercert.pem'] = PEM
+    srv.configure(control=control)
+    os.mkfifo(os.path.join(srv.control, name))
+    with srv.session(4) as s:
+        s.reply()
+        check(b'STARTTLS' in s.cmd('EHLO c.test'), 'STARTTLS offered')
+        t0 = time.time()
+        eq(s.cmd('STARTTLS'), NOTLS, 'STARTTLS with a FIFO as %s' % name)
+        check(time.time() - t0 < 2, 'reply took %.1f s' % (time.time() - t0))
+        eq(s.cmd('NOOP'), OK, 'the session goes on in plaintext')
+    ev = events(srv.log_lines(), 'tls')
+    check(ev and ev[0]['result'] == b'ctx_error' and name.encode() in ev[0]['error'],
+          'log line names the file: %r' % ev)
+
+
+@case
+def test_fifo_servercert(srv):
+    fifo_case(srv, 'servercert.pem')
+
+
+@case
+def test_fifo_clientca(srv):
+    fifo_case(srv, 'clientca.pem')
+
+
+def mail_flows(s):
+    eq(s.cmd('MAIL FROM:<a@x.test>'), OK, 'MAIL')
+    eq(s.cmd('RCPT TO:<u@example.test>'), OK, 'RCPT')
+    eq(s.cmd('DATA'), b'354 go ahead\r\n', 'DATA')
+    s.send(b'Subject: t\r\n\r\nhi\r\n.\r\n')
+    queued(s.reply())
+
+
+@case
+def test_address_space_limit_no_starttls(srv):
+    """ulimit -v (RLIMIT_AS, as prlimit --as and softlimit -m set) at 3 MB: no STARTTLS
+    offered, the reason logged once, plain mail flows, no library name ever shown"""
+    if SANITIZED:
+        return  # ASan reserves terabytes of address space: it cannot start under any such limit
+    srv.configure(control={'me': ME, 'servercert.pem': PEM}, shell=['ulimit -v 3072'])
+    with srv.session() as s:
+        s.reply()
+        e1 = s.cmd('EHLO c.test')
+        e2 = s.cmd('EHLO c.test')
+        check(b'STARTTLS' not in e1 + e2, 'STARTTLS offered under a 3 MB limit: %r' % e1)
+        r = s.cmd('STARTTLS')
+        check(r.startswith(b'502 ') and b'lib' not in r, 'STARTTLS anyway: %r' % r)
+        mail_flows(s)
+    srv.stored(1)
+    ev = [e for e in events(srv.log_lines(), 'tls') if e.get('result') == b'not_offered']
+    eq(len(ev), 1, 'not_offered log lines')
+    eq(ev[0]['reason'], b'address_space', 'reason')
+
+
+@case
+def test_address_space_limit_tls_works_when_room(srv):
+    if SANITIZED:
+        return
+    import ssl
+    srv.configure(control={'me': ME, 'servercert.pem': PEM}, shell=['ulimit -v 16384'])
+    with srv.session() as s:
+        s.reply()
+        check(b'STARTTLS' in s.cmd('EHLO c.test'), 'STARTTLS offered under a 16 MB limit')
+        eq(s.cmd('STARTTLS'), b'220 ready for tls\r\n', 'STARTTLS')
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
+        s.sock = c.wrap_socket(s.sock)
+        check(s.cmd('EHLO c.test').startswith(b'250-'), 'EHLO over TLS')
+        mail_flows(s)
+    srv.stored(1)
+
+
+@case
+def test_no_library_name_to_client(srv):
+    """a context that cannot be made: 454 without OpenSSL's text or a library name"""
+    srv.configure(control={'me': ME, 'servercert.pem': b'not a certificate\n'})
+    with srv.session() as s:
+        s.reply()
+        eq(s.cmd('STARTTLS'), NOTLS, 'broken certificate')
+    check(events(srv.log_lines(), 'tls')[0]['result'] == b'ctx_error', 'the reason is logged')
+
+
 if __name__ == '__main__':
     run('harden')
