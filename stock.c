@@ -7,6 +7,7 @@
  * init (421) and a cdb read error at lookup is a 421, never a 5xx. RCPT_MAX bounds the
  * envelope, which qmail leaves unbounded. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <open.h>
 #include <cdb.h>
@@ -27,7 +28,7 @@ int stock_init(void)
   rhok = cmap_load(&rcpthosts, "control/rcpthosts");
   if (rhok == -1) { errfile = "control/rcpthosts"; return -1; }
   if (rhok) {
-    fdmrh = open_read("control/morercpthosts.cdb");
+    fdmrh = open("control/morercpthosts.cdb", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fdmrh == -1 && errno != ENOENT) { errfile = "control/morercpthosts.cdb"; return -1; }
   }
   bmfok = cmap_load(&bmf, "control/badmailfrom");

@@ -3,6 +3,7 @@
 concurrency, damaged cdb files answer 451, RHSBL with TCPREMOTEHOST, non-regular certificate
 files, TLS under an address-space limit, descriptors a child inherits."""
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -262,6 +263,78 @@ def test_no_library_name_to_client(srv):
         s.reply()
         eq(s.cmd('STARTTLS'), NOTLS, 'broken certificate')
     check(events(srv.log_lines(), 'tls')[0]['result'] == b'ctx_error', 'the reason is logged')
+
+
+# -- descriptors a child inherits (item 10)
+
+FDLIST = r"""#!/usr/bin/python3 -S
+import os, sys
+fds = {}
+for f in os.listdir('/proc/self/fd'):
+    try:
+        fds[int(f)] = os.readlink('/proc/self/fd/' + f)
+    except OSError:
+        pass
+with open(os.path.join(os.environ['QQ_DIR'], 'fds.%s' % sys.argv[1]), 'w') as out:
+    out.write(repr(sorted(fds.items())))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def fdlister(srv):
+    path = os.path.join(srv.dir, 'fdlist')
+    with open(path, 'w') as f:
+        f.write(FDLIST)
+    os.chmod(path, 0o755)
+    qq = os.path.join(srv.dir, 'qqfd')
+    with open(qq, 'w') as f:
+        f.write('#!/bin/sh\nexec %s qq %s\n' % (path, RECORDER))
+    os.chmod(qq, 0o755)
+    return path, qq
+
+
+def fds_seen(srv, who):
+    with open(os.path.join(srv.qq, 'fds.' + who)) as f:
+        return dict(eval(f.read()))
+
+
+@case
+def test_children_get_only_their_descriptors(srv):
+    """qmail-queue gets 0, 1, 2 and 6; checkpassword 0, 1, 2 and 3: not morercpthosts.cdb, the
+    DNS socket or anything else the session opened"""
+    import base64
+    lister, qq = fdlister(srv)
+    quiet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a DNS server that never answers
+    quiet.bind(('127.0.0.1', 0))
+    db = os.path.join(srv.dir, 'pw')
+    with open(db, 'w') as f:
+        f.write('alice:secret\n')
+    more = cdb_bytes([(b'more.test', b'')])
+    argv = [SMTPD, 'mx.test', lister, 'cpw', os.path.join(MXG_SRC, 'tests', 'checkpw'), '/bin/true']
+    srv.configure(control={'me': ME, 'rcpthosts': 'example.test\n', 'morercpthosts.cdb': more,
+                           'dnsbl': 'bl.test\n'},
+                  env={'QMAILQUEUE': qq, 'DNSSERVERS': '127.0.0.1:%d' % quiet.getsockname()[1],
+                       'DNSBUDGET': '300', 'CHECKPW_DB': db, 'AUTHDELAY': '0', 'FORCETLS': '0',
+                       'TCPREMOTEIP': '192.0.2.10'},
+                  shell=['exec ' + ' '.join(argv)])
+    try:
+        with srv.session() as s:
+            s.reply()
+            s.cmd('EHLO c.test')
+            r = s.cmd('AUTH PLAIN ' + base64.b64encode(b'\0alice\0secret').decode())
+            check(r.startswith(b'235'), 'AUTH: %r' % r)
+            s.cmd('RSET')
+            eq(s.cmd('MAIL FROM:<a@x.test>'), OK, 'MAIL')
+            eq(s.cmd('RCPT TO:<u@more.test>'), OK, 'RCPT via morercpthosts.cdb')
+            eq(s.cmd('DATA'), b'354 go ahead\r\n', 'DATA')
+            s.send(b'Subject: t\r\n\r\nhi\r\n.\r\n')
+            queued(s.reply())
+    finally:
+        quiet.close()
+    srv.stored(1)
+    qfd, cfd = fds_seen(srv, 'qq'), fds_seen(srv, 'cpw')
+    eq(sorted(qfd), [0, 1, 2, 6], 'qmail-queue descriptors %r' % qfd)
+    eq(sorted(cfd), [0, 1, 2, 3], 'checkpassword descriptors %r' % cfd)
 
 
 if __name__ == '__main__':
