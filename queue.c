@@ -272,6 +272,10 @@ static int waitfor(int pid, int *wstat, long long until)
   }
 }
 
+static int lastwait = -1;  /* the wait status qq_close saw, for the log */
+
+int qq_lastwait(void) { return lastwait; }
+
 const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char *rcptto, size_t len)
 {
   static char custom[QQ_ERRTEXT_MAX + 1];
@@ -292,12 +296,14 @@ const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char 
   exited = readerr(q->fdc, custom, &clen, until);
   if (exited) exited = waitfor(q->pid, &wstat, until);
   close(q->fdc);
+  lastwait = -1;
   if (exited == -1) return "Zqq waitpid surprise (#4.3.0)";
   if (!exited) {
     kill(q->pid, SIGKILL);
     while (waitpid(q->pid, &wstat, 0) == -1)
       if (errno != EINTR) return "Zqq waitpid surprise (#4.3.0)";
   }
+  lastwait = wstat;
   if (WIFSIGNALED(wstat)) return exited ? "Zqq crashed (#4.3.0)" : "Zqq timeout (#4.3.0)";
   code = WEXITSTATUS(wstat);
   if (code == 0) return q->err ? "Zqq read error (#4.3.0)" : "";

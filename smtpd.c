@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <buffer.h>
 #include <case.h>
 #include <fmt.h>
@@ -151,12 +152,27 @@ static void log_context(void)
   if (!strcmp(curcmd, "DATA")) log_ulong("nrcpt", s.nrcpt);
 }
 
+/* textesc - the enhanced status code a qmail text carries at its end, "... (#4.3.0)", for
+ * the log of replies made without d->esc (qmail-queue's, rblsmtpd's, greetings) */
+static int textesc(const char *t, char *out)
+{
+  const char *h = strstr(t, "(#");
+  size_t n;
+  if (!h) return 0;
+  h += 2;
+  n = strspn(h, "0123456789.");
+  if (n < 5 || n > 11 || h[n] != ')' || (*h != '2' && *h != '4' && *h != '5')) return 0;
+  memcpy(out, h, n);
+  out[n] = 0;
+  return 1;
+}
+
 /* reply - the one way a reply reaches the client: writes it (text may hold several lines
  * separated by \n), logs it, counts it, and ends the session for 421 or drop */
 static void reply(const struct decision *d)
 {
-  char code[FMT_ULONG];
-  const char *t = d->text ? d->text : "";
+  char code[FMT_ULONG], escbuf[16];
+  const char *t = d->text ? d->text : "", *t0 = t;
   code[fmt_ulong(code, (unsigned long)d->code)] = 0;
   if (d->delay_ms) io_wait((long)d->delay_ms, 0);
   for (;;) {
@@ -179,6 +195,11 @@ static void reply(const struct decision *d)
       log_str("cmd", curcmd);
       log_str("code", code);
       if (d->esc) log_str("esc", d->esc);
+      else if (textesc(t0, escbuf)) log_str("esc", escbuf);
+      else if (d->reason && !strcmp(d->reason, "rblsmtpd"))  /* rblsmtpd's text has none */
+        log_str("esc", d->code >= 500 ? "5.7.1" : "4.7.1");
+      else
+        log_str("esc", d->code >= 500 ? "5.0.0" : "4.0.0");
       if (d->reason) log_str("reason", d->reason);
       log_context();
       log_end();
@@ -365,6 +386,13 @@ static void smtp_rcpt(const char *arg)
   ++s.rcpt_ok;
   if (!stralloc_0(&s.rcpt)) die_nomem();
   --s.rcpt.len;
+  if (log_on(LOG_INFO)) {  /* every accepted recipient, at the default level */
+    log_start("rcpt");
+    log_str("ip", s.remoteip);
+    log_addr("from", s.mailfrom.s);
+    log_addr("to", s.rcpt.s);
+    log_end();
+  }
   {
     unsigned ms = valuser_delay_ms();  /* harvest defence: slow down a client guessing users */
     if (ms) io_wait((long)ms, 0);
@@ -456,6 +484,22 @@ static void accepted(unsigned long qp)
   say(250, buf);
 }
 
+/* log_qq - why qmail-queue failed: the program, its exit code or signal */
+static void log_qq(unsigned long qp)
+{
+  int w = qq_lastwait();
+  if (!log_on(LOG_ERROR)) return;
+  log_start("error");
+  log_str("reason", "qq");
+  log_str("ip", s.remoteip);
+  log_clients("prog", getenv("QMAILQUEUE") ? getenv("QMAILQUEUE") : "bin/qmail-queue");
+  log_ulong("qp", qp);
+  if (w == -1) log_str("exit", "unknown");
+  else if (WIFSIGNALED(w)) log_ulong("signal", (unsigned long)WTERMSIG(w));
+  else log_ulong("exit", (unsigned long)WEXITSTATUS(w));
+  log_end();
+}
+
 static void smtp_data(const char *arg)
 {
   struct decision d;
@@ -486,6 +530,7 @@ static void smtp_data(const char *arg)
   qqx = qq_close(&qq, s.mailfrom.s, s.mailfrom.len, s.rcptto.s, s.rcptto.len);
   if (d.code >= 400) { reply(&d); return; }
   if (!*qqx) { accepted(qp); return; }
+  log_qq(qp);
   d.code = *qqx == 'D' ? 554 : 451;
   d.esc = 0;
   d.text = qqx + 1;

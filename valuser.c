@@ -381,7 +381,11 @@ static int checkhome(const stralloc *home, struct vu_result *res)
   struct stat st;
   if (!stralloc_copy(&h, home) || !stralloc_0(&h)) { temp(res, "qmail", "nomem", 0, 0); return -1; }
   if (stat(h.s, &st) == -1) { temp(res, "qmail", "home", h.s, 0); return -1; }
-  if (st.st_mode & (VU_PATRN | 01000)) { temp(res, "qmail", "homemode", h.s, 0); return -1; }
+  if (st.st_mode & (VU_PATRN | 01000)) {
+    errno = 0;  /* a mode, not a failed call: no errno in the log */
+    temp(res, "qmail", "homemode", h.s, 0);
+    return -1;
+  }
   homeuid = st.st_uid;
   return 0;
 }
@@ -418,7 +422,12 @@ static int qmfile(const stralloc *home, const stralloc *name, stralloc *body,
   }
   if (fstat(fd, &st) == -1) { close(fd); temp(res, "qmail", "stat", path.s, 0); return -1; }
   if (!S_ISREG(st.st_mode)) { close(fd); return 0; }
-  if (st.st_mode & VU_PATRN) { close(fd); temp(res, "qmail", "qmailmode", path.s, 0); return -1; }
+  if (st.st_mode & VU_PATRN) {
+    close(fd);
+    errno = 0;
+    temp(res, "qmail", "qmailmode", path.s, 0);
+    return -1;
+  }
   if (!geteuid() && !asroot(&st, path.s)) {  /* qmail-local, as the user, gets EACCES */
     close(fd);
     errno = EACCES;

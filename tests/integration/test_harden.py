@@ -337,5 +337,58 @@ def test_children_get_only_their_descriptors(srv):
     eq(sorted(cfd), [0, 1, 2, 3], 'checkpassword descriptors %r' % cfd)
 
 
+# -- log gaps (item 9)
+
+@case
+def test_log_accepted_recipients_at_default_level(srv):
+    srv.configure()
+    with srv.session() as s:
+        s.reply()
+        queued(send_message(s, rcpts=('<u@example.test>', '<v@example.test>')))
+    ev = events(srv.log_lines(), 'rcpt')
+    eq([e['to'] for e in ev], [b'<u@example.test>', b'<v@example.test>'], 'rcpt lines')
+    eq(ev[0]['from'], b'<a@x.test>', 'sender on the rcpt line')
+
+
+@case
+def test_log_qq_failure_exit_and_program(srv):
+    srv.configure(env={'QQ_EXIT': '53'})
+    with srv.session() as s:
+        s.reply()
+        r = send_message(s)
+        check(r.startswith(b'451 '), 'qq failure: %r' % r)
+    lines = srv.log_lines()
+    err = [e for e in events(lines, 'error') if e.get('reason') == b'qq']
+    check(err and err[0]['exit'] == b'53' and err[0]['prog'].endswith(b'qq-recorder'),
+          'error line with exit code and program: %r' % lines)
+    d = events(lines, 'defer')
+    check(d and d[0]['cmd'] == b'DATA' and d[0]['esc'] == b'4.3.0', 'DATA defer has esc: %r' % d)
+
+
+@case
+def test_log_rblsmtpd_and_connect_refusals_have_esc(srv):
+    srv.configure(env={'RBLSMTPD': '-go away'})
+    with srv.session() as s:
+        s.reply()
+        s.cmd('MAIL FROM:<a@x.test>')
+        check(s.cmd('RCPT TO:<u@example.test>').startswith(b'553 '), 'rblsmtpd refusal')
+    r = events(srv.log_lines(), 'reject')
+    check(r and r[0]['esc'] == b'5.7.1', 'rblsmtpd reject line has esc: %r' % r)
+
+
+@case
+def test_log_homemode_without_stale_errno(srv):
+    home = srv.home
+    users = cdb_bytes([(b'!joe\0', b'joe\x001000\x001000\x00%s/h/joe\x00\x00' % home.encode()),
+                       (b'', b'')])
+    srv.configure(control={'me': ME, 'rcpthosts': 'local.example\n', 'locals': 'local.example\n'},
+                  files={'users/cdb': users, 'h/joe/x': 'x'})
+    os.chmod(os.path.join(srv.home, 'h/joe'), 0o777)
+    r = rcpt_replies(srv, ['joe@local.example'])
+    check(r[0].startswith(b'451 '), 'writable home: %r' % r)
+    e = [x for x in events(srv.log_lines(), 'error') if x.get('why') == b'homemode']
+    check(e and 'errno' not in e[0], 'homemode error line without an errno: %r' % e)
+
+
 if __name__ == '__main__':
     run('harden')
