@@ -342,6 +342,17 @@ static int servers(void)
     x = csv.s;
   }
   if (!*x) return 0;
+  if (x[strcspn(x, " \t")]) {  /* "a b", "a, b": commas and blanks both separate */
+    csv.len = 0;
+    for (i = 0; x[i]; ++i) {
+      char c = x[i] == ' ' || x[i] == '\t' ? ',' : x[i];
+      if (c == ',' && (!csv.len || csv.s[csv.len - 1] == ',')) continue;
+      if (!stralloc_append(&csv, &c)) return -1;
+    }
+    while (csv.len && csv.s[csv.len - 1] == ',') --csv.len;
+    if (!stralloc_0(&csv)) return -1;
+    x = csv.s;
+  }
   return ares_set_servers_ports_csv(ch, x) == ARES_SUCCESS ? 0 : -1;
 }
 

@@ -28,6 +28,17 @@ def test_rhsbl_of_tcpremotehost(srv):
     eq(td.rcpt(srv)[0], OK, 'a name that is not listed')
 
 
+@case
+def test_dnsservers_commas_and_spaces(srv):
+    """DNSSERVERS accepts commas, spaces or both between servers (a dead one first)"""
+    for sep in (', ', ' ', '  ,\t'):
+        td.conf(srv, dnsbl='bl.test\n', servers='127.0.0.1:9%s127.0.0.1:%d' % (sep, td.DNS['port']))
+        r, _ = td.rcpt(srv)
+        check(r.startswith(b'553 '), 'DNSSERVERS with %r: %r' % (sep, r))
+        check(not [e for e in events(srv.log_lines(), 'error') if e.get('reason') == b'dns'],
+              'no dns error with %r' % sep)
+
+
 if __name__ == '__main__':
     import shutil
     import tempfile
