@@ -148,8 +148,8 @@ tests/t_data: tests/t_data.c data.o tests/blast_model.h tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_data.c data.o $(LIBS)
 tests/t_queue: tests/t_queue.c queue.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o $(LIBS)
-tests/t_instruct: tests/t_instruct.c instruct.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o $(LIBS)
+tests/t_instruct: tests/t_instruct.c instruct.o control.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o control.o $(LIBS)
 tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
 tests/t_valuser: tests/t_valuser.c valuser.o valsql.o control.o log.o tests/check.h tests/.dir
@@ -201,3 +201,8 @@ clean:
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean
+
+# hardening (issue 12)
+smtpd.o: rules.h
+instruct.o: control.h
+tls.o: log.h

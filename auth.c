@@ -10,9 +10,11 @@
  * permit; any other non-zero exit is a refusal (535).
  * Secrets: decoded passwords are zeroed after use, never logged, never in argv or environment;
  * CR or LF inside decoded credentials is malformed (501). */
+#define _GNU_SOURCE  /* close_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +170,11 @@ static void child(char **argv, int fd)
 {
   int null;
   if (fd != 3) { if (dup2(fd, 3) == -1) _exit(111); close(fd); }
-  null = open("/dev/null", O_RDWR);
+  if (close_range(4, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {  /* only what the protocol gives */
+    int i;
+    for (i = 4; i < 1024; ++i) fcntl(i, F_SETFD, FD_CLOEXEC);
+  }
+  null = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null == -1 || dup2(null, 0) == -1 || dup2(null, 1) == -1) _exit(111);
   if (null > 3) close(null);
   signal(SIGPIPE, SIG_DFL);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <open.h>
 #include <readclose.h>
 #include "control.h"
@@ -148,6 +149,33 @@ int cmap_has(struct cmap *m, const char *s, size_t len)
   for (h = hashci(s, len) & m->mask; m->slot[h]; h = (h + 1) & m->mask) {
     const char *e = m->sa.s + m->slot[h] - 1;
     if (strlen(e) == len && eqci(e, s, len)) return 1;
+  }
+  return 0;
+}
+
+/* control_cdbcheck - zero bytes or a cut file would read as a valid cdb with no keys (every
+ * user unknown): check the header's 256 table pointers against the file size */
+int control_cdbcheck(int fd)
+{
+  unsigned char h[2048];
+  struct stat st;
+  size_t got = 0;
+  int i;
+  if (fstat(fd, &st) == -1) return -1;
+  if (!S_ISREG(st.st_mode) || st.st_size < 2048) { errno = EPROTO; return -1; }
+  while (got < sizeof h) {
+    ssize_t r = pread(fd, h + got, sizeof h - got, (off_t)got);
+    if (r == -1 && errno == EINTR) continue;
+    if (r <= 0) { if (r == 0) errno = EPROTO; return -1; }
+    got += (size_t)r;
+  }
+  for (i = 0; i < 256; ++i) {
+    const unsigned char *e = h + 8 * i;
+    unsigned long long pos = e[0] | (unsigned long long)e[1] << 8 | (unsigned long long)e[2] << 16 |
+                             (unsigned long long)e[3] << 24;
+    unsigned long long n = e[4] | (unsigned long long)e[5] << 8 | (unsigned long long)e[6] << 16 |
+                           (unsigned long long)e[7] << 24;
+    if (pos < 2048 || pos + 8 * n > (unsigned long long)st.st_size) { errno = EPROTO; return -1; }
   }
   return 0;
 }

@@ -13,6 +13,10 @@ int control_readint(int *i, const char *fn);
 int control_readfile(stralloc *sa, const char *fn);  /* entries, each NUL-terminated */
 unsigned long control_scanulong(const char *s, size_t *used); /* qmail's scan_ulong: wraps */
 
+/* control_cdbcheck - is the cdb open on fd whole: at least the 2048-byte header, every hash
+ * table inside the file after the header. 0, or -1 (errno EPROTO when damaged) */
+int control_cdbcheck(int fd);
+
 /* cmap - a case-insensitive set of the entries of a control file (qmail's constmap).
  * The hash table is built on the first lookup, not at load. */
 struct cmap {

@@ -82,6 +82,7 @@ static int nsocks;
 static struct batch client, sender, extra;  /* extra: other modules' lookups (dnsbl_extra) */
 static int family;
 static unsigned char ipbytes[16];
+static int rhsptr;  /* the RHSBL of TCPREMOTEHOST was asked (no PTR query of our own) */
 static int ptrasked, senderon, mxon, ptrstate, nptr, fwdpending, fwdmatch, fwdfail;
 static char ptrnames[PTR_NAMES][NAME_MAX_];
 static int sstate[3];  /* sender MX, A, AAAA: Q_* */
@@ -349,6 +350,17 @@ static int servers(void)
     x = csv.s;
   }
   if (!*x) return 0;
+  if (x[strcspn(x, " \t")]) {  /* "a b", "a, b": commas and blanks both separate */
+    csv.len = 0;
+    for (i = 0; x[i]; ++i) {
+      char c = x[i] == ' ' || x[i] == '\t' ? ',' : x[i];
+      if (c == ',' && (!csv.len || csv.s[csv.len - 1] == ',')) continue;
+      if (!stralloc_append(&csv, &c)) return -1;
+    }
+    while (csv.len && csv.s[csv.len - 1] == ',') --csv.len;
+    if (!stralloc_0(&csv)) return -1;
+    x = csv.s;
+  }
   return ares_set_servers_ports_csv(ch, x) == ARES_SUCCESS ? 0 : -1;
 }
 
@@ -829,6 +841,8 @@ int dnsbl_start(struct session *s, const char **file)
     const char *h = getenv("TCPREMOTEHOST");
     if (h && *h && wantptr != 2 && factptr != 2) {  /* tcpserver already asked and nobody needs more */
       s->rdns = DNS_OK; s->rdns_name = h;
+      ask_rhs(R_PTR, h, &client);  /* its RHSBL all the same */
+      rhsptr = 1;
     } else if (dnsbl_revname(name, sizeof name, s->remoteip, 0) > 0) {
       ptrasked = 1;
       ask(name, ns_t_ptr, K_PTR, 0, &client);
@@ -977,7 +991,7 @@ static struct decision verdict_rhs(void)
     for (i = 0; i < nrzones; ++i) {
       struct hit *h = &rh[order[k]][i];
       if (h->state != Q_HIT) continue;
-      if ((order[k] == R_PTR && !ptrasked) || (order[k] != R_PTR && !senderon)) continue;
+      if ((order[k] == R_PTR && !ptrasked && !rhsptr) || (order[k] != R_PTR && !senderon)) continue;
       t.len = 0;
       if (!stralloc_copys(&t, "sorry, your ") || !stralloc_cats(&t, what[order[k]]) ||
           !stralloc_cats(&t, rhname[order[k]]) || !stralloc_cats(&t, " is rejected by ") ||

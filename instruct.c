@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <open.h>
 #include <cdb.h>
+#include "control.h"
 #include "instruct.h"
 
 const char *instruct_path(void)
@@ -100,6 +101,7 @@ int instruct_apply(const char *path, const char *ip, const char *host, stralloc 
   if (!*path) return INSTRUCT_NONE;
   fd = open_read(path);
   if (fd == -1) return errno == ENOENT ? INSTRUCT_NONE : INSTRUCT_ERROR;
+  if (control_cdbcheck(fd) == -1) { close(fd); return INSTRUCT_ERROR; }
   cdb_init(&c, fd);
   r = find(&c, ip, host, key);
   if (r != 1) { cdb_free(&c); close(fd); return r == 0 ? INSTRUCT_NONE : INSTRUCT_ERROR; }

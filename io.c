@@ -4,7 +4,11 @@
  * that other modules registered (DNS sockets), so their answers are processed while the
  * client talks. Every read and write has a deadline (control/timeoutsmtpd); a timeout is
  * reported to the caller, a failed write ends the process through io_die. Command lines are
- * bounded: a line over the limit is discarded up to its LF and reported as IO_LONG. */
+ * bounded: a line over the limit is discarded up to its LF and reported as IO_LONG.
+ * Deadlines are total, not restarted by each byte: a command line must be complete within the
+ * timeout (io_getline), a caller may cap a whole exchange (io_deadline: AUTH), and DATA must
+ * keep a minimum average rate after a grace period (io_rate). A client dripping one byte at a
+ * time therefore cannot hold a tcpserver slot (or a qmail-queue process) for ever. */
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +26,12 @@ buffer io_out = BUFFER_INIT(netwrite, 1, outbuf, sizeof outbuf);
 void (*io_die)(int why);
 
 static long timeout_ms = 1200000;
+static long long cap_at;                 /* io_deadline: absolute ms, 0 none */
+static long long rate_from;              /* io_rate: DATA started here (ms), 0 off */
+static unsigned long long rate_bytes;    /* bytes read since then */
+static unsigned long rate_min;           /* bytes per second */
+static long rate_grace_ms;
+static int expired = IO_EXP_IDLE;        /* which deadline ran out last */
 static const struct io_watch *watches[IO_WATCH_MAX];
 static const struct io_tls *tls;
 
@@ -59,6 +69,37 @@ void io_watch_del(const struct io_watch *w)
 }
 
 void io_settls(const struct io_tls *t) { tls = t; }
+
+long long io_deadline(long long at)
+{
+  long long old = cap_at;
+  cap_at = at;
+  return old;
+}
+
+void io_rate(unsigned long grace_s, unsigned long min_bps)
+{
+  rate_from = min_bps ? io_now_ms() : 0;
+  rate_bytes = 0;
+  rate_min = min_bps;
+  rate_grace_ms = grace_s > 86400UL ? 86400000L : (long)grace_s * 1000;
+}
+
+int io_expired(void) { return expired; }
+
+/* bound - the per-call deadline cut to the total ones; notes which one binds */
+static long long bound(long long deadline, int *kind)
+{
+  *kind = IO_EXP_IDLE;
+  if (cap_at && cap_at < deadline) { deadline = cap_at; *kind = IO_EXP_TOTAL; }
+  if (rate_from) {
+    unsigned long long need = rate_bytes * 1000 / rate_min;  /* ms the bytes so far buy */
+    long long at = rate_from + rate_grace_ms +
+                   (need > 86400000ULL * 365 ? 86400000LL * 365 : (long long)need);
+    if (at < deadline) { deadline = at; *kind = IO_EXP_RATE; }
+  }
+  return deadline;
+}
 
 /* waitfor - poll fd for events (if fd >= 0) and serve the watches until deadline.
  * 1: fd ready; 0: deadline passed */
@@ -99,16 +140,17 @@ static ssize_t netread(int fd, char *buf, size_t len)
 {
   long long deadline;
   short ev = POLLIN;
-  int first = tls != 0;
+  int first = tls != 0, kind;
   if (buffer_flush(&io_out) == -1) return -1;
-  deadline = io_now_ms() + timeout_ms;
+  deadline = bound(io_now_ms() + timeout_ms, &kind);
   for (;;) {
     ssize_t r;
     int want = 0;
-    if (!first && !waitfor(fd, ev, deadline)) { errno = ETIMEDOUT; return -1; }
+    if (!first && !waitfor(fd, ev, deadline)) { expired = kind; errno = ETIMEDOUT; return -1; }
     first = 0;
     if (tls) r = tls->read(tls->ctx, buf, len, &want);
     else r = read(fd, buf, len);
+    if (r > 0 && rate_from) rate_bytes += (unsigned long long)r;
     if (r >= 0) return r;
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
     ev = want == POLLOUT ? POLLOUT : POLLIN;
@@ -118,7 +160,8 @@ static ssize_t netread(int fd, char *buf, size_t len)
 
 static ssize_t netwrite(int fd, const char *buf, size_t len)
 {
-  long long deadline = io_now_ms() + timeout_ms;
+  int kind;
+  long long deadline = bound(io_now_ms() + timeout_ms, &kind);
   short ev = POLLOUT;
   for (;;) {
     ssize_t w;
@@ -137,13 +180,16 @@ static ssize_t netwrite(int fd, const char *buf, size_t len)
 
 int io_handshake(int (*step)(void *ctx, int *want), void *ctx)
 {
-  long long deadline = io_now_ms() + timeout_ms;
+  int kind;
+  long long deadline = bound(io_now_ms() + timeout_ms, &kind);  /* the whole handshake */
   for (;;) {
     int want = POLLIN, r = step(ctx, &want);
     if (r) return r;
     if (!waitfor(want == POLLOUT ? io_out.fd : io_in.fd, want == POLLOUT ? POLLOUT : POLLIN,
-                 deadline))
+                 deadline)) {
+      expired = kind;
       return 0;
+    }
   }
 }
 
@@ -164,15 +210,24 @@ size_t io_buffered(void) { return io_in.n - io_in.p; }
 
 void io_discard_input(void) { io_in.p = io_in.n = 0; }
 
+/* the line must be complete within the timeout as a whole (or by the caller's cap, if sooner);
+ * a client silent throughout is an ordinary idle timeout */
 int io_getline(char *line, size_t size, size_t *len)
 {
   size_t have = 0;
-  int toolong = 0;
+  int toolong = 0, some = 0;
+  long long saved = cap_at, at = io_now_ms() + timeout_ms;
+  if (!cap_at || at < cap_at) cap_at = at;
   for (;;) {
     ssize_t n = io_fill();
     char *p, *nl;
     size_t take;
-    if (n <= 0) return (int)n;
+    if (n <= 0) {
+      if (n == IO_TIMEOUT && expired == IO_EXP_TOTAL && !some && !saved) expired = IO_EXP_IDLE;
+      cap_at = saved;
+      return (int)n;
+    }
+    some = 1;
     p = buffer_peek(&io_in);
     nl = memchr(p, '\n', (size_t)n);
     take = nl ? (size_t)(nl - p) : (size_t)n;
@@ -183,6 +238,7 @@ int io_getline(char *line, size_t size, size_t *len)
     buffer_seek(&io_in, nl ? take + 1 : take);
     if (nl) break;
   }
+  cap_at = saved;
   if (toolong) return IO_LONG;
   if (have && line[have - 1] == '\r') --have;
   line[have] = 0;

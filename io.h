@@ -59,6 +59,15 @@ void io_settls(const struct io_tls *t);
  * set *want to POLLIN or POLLOUT, and we wait for that within the read deadline.
  * 1 done, -1 failed, 0 deadline passed */
 int io_handshake(int (*step)(void *ctx, int *want), void *ctx);
+
+/* total deadlines on top of the per-read timeout. io_deadline - every wait ends by at (ms of
+ * io_now_ms(); 0: no cap); returns the previous cap. io_rate - from now on the client must
+ * send min_bps bytes per second on average once grace_s seconds have passed (min_bps 0: off).
+ * io_expired - after IO_TIMEOUT (or a 0 from io_handshake): which deadline ran out */
+enum { IO_EXP_IDLE = 0, IO_EXP_TOTAL = 1, IO_EXP_RATE = 2 };
+long long io_deadline(long long at);
+void io_rate(unsigned long grace_s, unsigned long min_bps);
+int io_expired(void);
 /* io_forget - zero the input already consumed (AUTH secrets) */
 void io_forget(void);
 #endif

@@ -7,6 +7,7 @@
  * 3 every reply, 4 every command received as well */
 enum { LOG_ERROR = 1, LOG_INFO = 2, LOG_REPLY = 3, LOG_DEBUG = 4 };
 #define LOG_VALUE_MAX 200  /* client strings are cut to this many bytes */
+#define LOG_LINE_MAX 4000  /* a whole line with its LF, under PIPE_BUF (4096 on Linux, 512 POSIX) */
 
 extern int log_level;
 void log_init(void);

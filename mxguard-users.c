@@ -9,7 +9,11 @@
  * (deliverable), "P" prefix@domain (every local part starting with prefix, which ends in '-',
  * is deliverable). Domains reached only through ".suffix" or "" virtualdomains entries are not
  * listed, so they stay unchecked. Any temporary failure aborts without touching the old cdb
- * (exit 111); the new cdb is written to a .tmp file, synced and renamed into place. */
+ * (exit 111). Runs are serialised by a lock on control/mxguard-users.lock; the new cdb is
+ * written to a fresh mkstemp file in control/ (never a name planted beforehand), synced,
+ * checked (its structure, and every domain key written is found) and only then renamed into
+ * place, so the live cdb is always a complete one. Users' .qmail-default files are read with
+ * O_NOFOLLOW, only when regular, owned by the home's user (or root) and up to USERFILE_MAX. */
 #define _GNU_SOURCE  /* memmem */
 #include <dirent.h>
 #include <errno.h>
@@ -19,8 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <cdb.h>
 #include <cdb_make.h>
 #include <stralloc.h>
 #include "control.h"
@@ -29,7 +35,13 @@
 #include "valuser.h"
 
 #define PROBE "0mxgprobe0"  /* a local part no one has: answers for "anything after prefix" */
-#define TMPFILE "control/mxguard-users.tmp"
+#define TMPTEMPLATE "control/mxguard-users.XXXXXX"
+#define LOCKFILE "control/mxguard-users.lock"
+#define USERFILE_MAX 4096  /* bytes of a user's .qmail-default read to find vdelivermail */
+
+static char tmpname[] = TMPTEMPLATE;
+static int tmpmade;
+static stralloc doms;  /* the domain keys written, NUL-terminated, to verify the new cdb */
 
 static stralloc cand;   /* candidate resolved local parts, NUL-terminated, lower case */
 static char **sorted;
@@ -41,7 +53,7 @@ static int usesql;
 static void die(int code, const char *a, const char *b)
 {
   fprintf(stderr, "mxguard-users: fatal: %s%s\n", a, b ? b : "");
-  unlink(TMPFILE);
+  if (tmpmade) unlink(tmpname);
   exit(code);
 }
 
@@ -99,9 +111,9 @@ static int cdbeach(const char *path, void (*fn)(const char *k, size_t kl, const 
   struct stat st;
   unsigned char *m;
   size_t pos = 2048, end;
-  int fd = open(path, O_RDONLY);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd == -1) return errno == ENOENT ? 1 : -1;
-  if (fstat(fd, &st) == -1 || st.st_size < 2048) { close(fd); return -1; }
+  if (control_cdbcheck(fd) == -1 || fstat(fd, &st) == -1) { close(fd); return -1; }
   m = mmap(0, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
   close(fd);
   if (m == MAP_FAILED) return -1;
@@ -160,11 +172,43 @@ static void vpopdir(const char *dir, const char *domain, const char *prefix)
   closedir(d);
 }
 
+/* userfile - the first USERFILE_MAX bytes of a file in a user's home, read as root without
+ * trusting it: no symbolic link, a regular file (not /dev/zero, not a FIFO), owned by the
+ * home's owner or by root. 1 read, 0 absent or refused (with a warning) */
+static int userfile(const char *dir, const char *path, stralloc *body)
+{
+  struct stat h, st;
+  ssize_t r;
+  int fd;
+  body->len = 0;
+  if (stat(dir, &h) == -1) return 0;
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd == -1) {
+    if (errno == ELOOP) fprintf(stderr, "mxguard-users: warning: %s is a symbolic link, not read\n", path);
+    else if (errno != ENOENT && errno != ENOTDIR) die(111, "cannot read ", path);
+    return 0;
+  }
+  if (fstat(fd, &st) == -1) die(111, "cannot stat ", path);
+  if (!S_ISREG(st.st_mode) || (st.st_uid != h.st_uid && st.st_uid != 0) ||
+      (st.st_uid != h.st_uid && st.st_nlink != 1)) {
+    fprintf(stderr, "mxguard-users: warning: %s is not a regular file of its home's owner, not read\n",
+            path);
+    close(fd);
+    return 0;
+  }
+  if (!stralloc_ready(body, USERFILE_MAX)) nomem();
+  r = read(fd, body->s, USERFILE_MAX);
+  close(fd);
+  if (r == -1) die(111, "cannot read ", path);
+  body->len = (size_t)r;
+  return 1;
+}
+
 static int isvpop(const char *dir)
 {
   static stralloc path, body;
   if (!stralloc_copys(&path, dir) || !stralloc_cats(&path, "/.qmail-default") || !stralloc_0(&path)) nomem();
-  if (control_readfile(&body, path.s) != 1) return 0;
+  if (userfile(dir, path.s, &body) != 1) return 0;
   return body.len && memmem(body.s, body.len, "vdelivermail", 12) != 0;
 }
 
@@ -227,7 +271,8 @@ static void put(char type, const char *local, size_t llen, const char *domain, c
   if (!stralloc_copyb(&key, &type, 1) || !stralloc_catb(&key, local, llen)) nomem();
   if (type != 'D' && (!stralloc_cats(&key, "@") || !stralloc_cats(&key, domain))) nomem();
   if (cdb_make_add(&cm, (unsigned char *)key.s, key.len, (const unsigned char *)val, strlen(val)) == -1)
-    die(111, "cannot write ", TMPFILE);
+    die(111, "cannot write ", tmpname);
+  if (type == 'D' && (!stralloc_catb(&doms, key.s, key.len) || !stralloc_0(&doms))) nomem();
 }
 
 /* ask - the live answer for local@domain; aborts on a temporary failure */
@@ -241,7 +286,7 @@ static int ask(const char *local, size_t llen, const char *domain)
     if (!stralloc_0(&a)) nomem();
     fprintf(stderr, "mxguard-users: fatal: cannot tell for %s: %s %s %s\n", a.s, res.backend, res.why,
             res.detail ? res.detail : "");
-    unlink(TMPFILE);
+    if (tmpmade) unlink(tmpname);
     exit(111);
   }
   return res.r;
@@ -277,6 +322,42 @@ static void domain(const char *dom, const char *prefix)
   }
 }
 
+/* lock - one run at a time (overlapping cron runs): the second waits for the first */
+static void lock(void)
+{
+  int fd = open(LOCKFILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  DIR *d;
+  struct dirent *e;
+  if (fd == -1) die(111, "cannot open ", LOCKFILE);
+  while (flock(fd, LOCK_EX) == -1)
+    if (errno != EINTR) die(111, "cannot lock ", LOCKFILE);
+  if (!(d = opendir("control"))) die(111, "cannot read directory ", "control");
+  while ((e = readdir(d))) {  /* a killed run's temporary file: no run writes it now */
+    static stralloc old;
+    if (strncmp(e->d_name, "mxguard-users.", 14) || strlen(e->d_name) != 20 ||
+        strchr(e->d_name + 14, '.'))
+      continue;
+    if (!stralloc_copys(&old, "control/") || !stralloc_cats(&old, e->d_name) || !stralloc_0(&old)) nomem();
+    unlink(old.s);
+  }
+  closedir(d);
+}
+
+/* verify - the new cdb opens, is whole, and holds every domain key written */
+static void verify(void)
+{
+  struct cdb c = {0};
+  size_t i;
+  int fd = open(tmpname, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 || control_cdbcheck(fd) == -1) die(111, "new cdb does not verify: ", tmpname);
+  cdb_init(&c, fd);
+  for (i = 0; i < doms.len; i += strlen(doms.s + i) + 1)
+    if (cdb_find(&c, (const unsigned char *)doms.s + i, strlen(doms.s + i)) != 1)
+      die(111, "new cdb lacks a domain key: ", doms.s + i);
+  cdb_free(&c);
+  close(fd);
+}
+
 int main(int argc, char **argv)
 {
   static stralloc locals, vd, pre;
@@ -288,6 +369,7 @@ int main(int argc, char **argv)
   log_init();
   valuser_getpwnam = getpwnam;  /* NSS users too (LDAP, sssd): this tool is linked dynamically */
   if (control_chdir() == -1) die(111, "cannot chdir to ", control_home());
+  lock();
   if ((r = valsql_configured(VALUSER_SQLCONF)) == -1) die(111, "cannot read ", VALUSER_SQLCONF);
   usesql = r;
   if (cdbeach("users/cdb", usersrec, 0) == -1) die(111, "cannot read users/cdb", 0);
@@ -297,8 +379,10 @@ int main(int argc, char **argv)
   if (!r && (r = control_readline(&locals, "control/me")) == 1 && !stralloc_0(&locals)) nomem();
   if (r == -1) die(111, "cannot read control/locals", 0);
   if (control_readfile(&vd, "control/virtualdomains") == -1) die(111, "cannot read control/virtualdomains", 0);
-  fd = open(TMPFILE, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd == -1 || cdb_make_start(&cm, fd) == -1) die(111, "cannot write ", TMPFILE);
+  fd = mkostemp(tmpname, O_CLOEXEC);  /* O_CREAT|O_EXCL: a planted name or link is never used */
+  if (fd == -1) die(111, "cannot create ", TMPTEMPLATE);
+  tmpmade = 1;
+  if (fchmod(fd, 0644) == -1 || cdb_make_start(&cm, fd) == -1) die(111, "cannot write ", tmpname);
   for (i = 0; i < locals.len; i += strlen(locals.s + i) + 1) {
     char *e = locals.s + i;
     for (r = 0; e[r]; ++r)
@@ -326,8 +410,10 @@ int main(int argc, char **argv)
       if (e[r] >= 'A' && e[r] <= 'Z') e[r] += 32;
     domain(e, pre.s);
   }
-  if (cdb_make_finish(&cm) == -1 || fsync(fd) == -1 || close(fd) == -1) die(111, "cannot write ", TMPFILE);
-  if (rename(TMPFILE, VALUSER_CDB) == -1) die(111, "cannot rename to ", VALUSER_CDB);
+  if (cdb_make_finish(&cm) == -1 || fsync(fd) == -1 || close(fd) == -1) die(111, "cannot write ", tmpname);
+  verify();
+  if (rename(tmpname, VALUSER_CDB) == -1) die(111, "cannot rename to ", VALUSER_CDB);
+  tmpmade = 0;
   fprintf(stderr, "mxguard-users: %lu domains (%lu catch-all), %lu addresses, %lu prefixes\n",
           ndom, nall, naddr, npre);
   return 0;

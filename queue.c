@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,12 @@ static void child(int m, int e, int c)
   char *argv[2];
   if (!prog) prog = "bin/qmail-queue";
   if ((m = high(m)) == -1 || (e = high(e)) == -1 || (c = high(c)) == -1) _exit(120);
+  /* whatever else is open (a library's socket, a cdb) is not qmail-queue's: close-on-exec;
+   * dup2 below clears the flag on the three targets */
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {
+    int fd;
+    for (fd = 3; fd < 1024; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
   if (dup2(m, 0) == -1 || dup2(e, 1) == -1 || dup2(c, QQ_ERRFD) == -1) _exit(120);
   close(m); close(e); close(c);  /* the pipes themselves are close-on-exec */
   argv[0] = (char *)prog;
@@ -265,6 +272,10 @@ static int waitfor(int pid, int *wstat, long long until)
   }
 }
 
+static int lastwait = -1;  /* the wait status qq_close saw, for the log */
+
+int qq_lastwait(void) { return lastwait; }
+
 const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char *rcptto, size_t len)
 {
   static char custom[QQ_ERRTEXT_MAX + 1];
@@ -285,12 +296,14 @@ const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char 
   exited = readerr(q->fdc, custom, &clen, until);
   if (exited) exited = waitfor(q->pid, &wstat, until);
   close(q->fdc);
+  lastwait = -1;
   if (exited == -1) return "Zqq waitpid surprise (#4.3.0)";
   if (!exited) {
     kill(q->pid, SIGKILL);
     while (waitpid(q->pid, &wstat, 0) == -1)
       if (errno != EINTR) return "Zqq waitpid surprise (#4.3.0)";
   }
+  lastwait = wstat;
   if (WIFSIGNALED(wstat)) return exited ? "Zqq crashed (#4.3.0)" : "Zqq timeout (#4.3.0)";
   code = WEXITSTATUS(wstat);
   if (code == 0) return q->err ? "Zqq read error (#4.3.0)" : "";

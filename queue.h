@@ -24,6 +24,8 @@ void qq_received(struct qq *q, const char *protocol, const char *local, const ch
 /* qq_close - send the envelope (unless failed), wait, map the exit status: "" when queued,
  * else 'D' (permanent) or 'Z' (temporary) followed by the reply text */
 const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char *rcptto, size_t len);
+/* qq_lastwait - the wait status of the qmail-queue qq_close waited for last, -1 unknown */
+int qq_lastwait(void);
 const char *qq_exitmsg(int exitcode);  /* the table alone, for tests */
 size_t qq_fmtdate(char *out, long t);  /* "22 Nov 2026 03:19:57 -0000" */
 #endif

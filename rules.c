@@ -57,6 +57,8 @@ const struct rules_setting rules_settings[] = {
   {"RCPTCHECK", "the recipient check (0 off)"},
   {"DELAYREJECT", "answer connect/HELO/MAIL rule refusals at RCPT (default 1)"},
   {"OBSERVE", "log refusals instead of sending them (1)"},
+  {"DATAGRACE", "seconds of DATA before the minimum rate applies"},
+  {"DATAMINRATE", "minimum average DATA rate, bytes per second, after the grace"},
   {0, 0},
 };
 

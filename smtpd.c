@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <buffer.h>
 #include <case.h>
 #include <fmt.h>
@@ -36,6 +37,8 @@
 #define SMTP_LINE_MAX 2048  /* bytes before the LF; Postfix's line_length_limit */
 #define LONGLINES_MAX 3     /* too-long command lines before the session is dropped */
 #define REASONS_MAX 8       /* distinct refusal reasons counted for the summary line */
+#define DATAGRACE_DEF 300   /* seconds of DATA before DATAMINRATE applies */
+#define DATAMINRATE_DEF 100 /* bytes/s averaged over DATA after the grace: 800 bit/s */
 
 static struct session s;
 static stralloc greeting, liphost, me;
@@ -242,12 +245,27 @@ static void trace(const char *what, const char *detail)
   log_end();
 }
 
+/* textesc - the enhanced status code a qmail text carries at its end, "... (#4.3.0)", for
+ * the log of replies made without d->esc (qmail-queue's, rblsmtpd's, greetings) */
+static int textesc(const char *t, char *out)
+{
+  const char *h = strstr(t, "(#");
+  size_t n;
+  if (!h) return 0;
+  h += 2;
+  n = strspn(h, "0123456789.");
+  if (n < 5 || n > 11 || h[n] != ')' || (*h != '2' && *h != '4' && *h != '5')) return 0;
+  memcpy(out, h, n);
+  out[n] = 0;
+  return 1;
+}
+
 /* reply - the one way a reply reaches the client: writes it (text may hold several lines
  * separated by \n), logs it, counts it, and ends the session for 421 or drop */
 static void reply(const struct decision *d)
 {
-  char code[FMT_ULONG];
-  const char *t = d->text ? d->text : "";
+  char code[FMT_ULONG], escbuf[16];
+  const char *t = d->text ? d->text : "", *t0 = t;
   code[fmt_ulong(code, (unsigned long)d->code)] = 0;
   if (d->delay_ms) io_wait((long)d->delay_ms, 0);
   for (;;) {
@@ -270,6 +288,11 @@ static void reply(const struct decision *d)
       log_str("cmd", curcmd);
       log_str("code", code);
       if (d->esc) log_str("esc", d->esc);
+      else if (textesc(t0, escbuf)) log_str("esc", escbuf);
+      else if (d->reason && !strcmp(d->reason, "rblsmtpd"))  /* rblsmtpd's text has none */
+        log_str("esc", d->code >= 500 ? "5.7.1" : "4.7.1");
+      else
+        log_str("esc", d->code >= 500 ? "5.0.0" : "4.0.0");
       if (d->reason) log_str("reason", d->reason);
       log_context();
       log_end();
@@ -311,7 +334,17 @@ static void die_control(const char *file)
   say_qmail(421, "unable to read controls", "4.3.0", "control", 1);
 }
 static void die_ipme(void) { say_qmail(421, "unable to figure out my IP addresses", "4.3.0", "ipme", 1); }
-static void die_alarm(void) { say_qmail(451, "timeout", "4.4.2", "timeout", 1); }
+/* die_alarm - idle past timeoutsmtpd ("timeout"), or too slow for a total deadline: a command
+ * line or AUTH exchange not complete within timeoutsmtpd, DATA under DATAMINRATE */
+static void die_alarm(void)
+{
+  int k = io_expired();
+  io_deadline(0);  /* the last reply gets the ordinary write timeout */
+  io_rate(0, 0);
+  say_qmail(451, "timeout", "4.4.2",
+            k == IO_EXP_RATE ? "slowdata" : k == IO_EXP_TOTAL ? "slowclient" : "timeout", 1);
+}
+static long timeout_ms = 1200000;  /* control/timeoutsmtpd, for the total deadlines */
 static void die_read(void) { end_session(1, "eof"); }
 static void die_barelf(void)
 {
@@ -381,7 +414,7 @@ static int auth_offer(void)
   const char *x = getenv("FORCETLS");
   if (!auth_enabled() || s.auth_user) return 0;
   if (starttls_active() || (x && !strcmp(x, "0"))) return 1;
-  return !starttls_offer();
+  return !starttls_wanted();
 }
 
 static void smtp_ehlo(const char *arg)
@@ -474,6 +507,13 @@ static void smtp_rcpt(const char *arg)
   rules_accepted();
   if (!stralloc_0(&s.rcpt)) die_nomem();
   --s.rcpt.len;
+  if (log_on(LOG_INFO)) {  /* every accepted recipient, at the default level */
+    log_start("rcpt");
+    log_str("ip", s.remoteip);
+    log_addr("from", s.mailfrom.s);
+    log_addr("to", s.rcpt.s);
+    log_end();
+  }
   {
     unsigned ms = valuser_delay_ms() + d.delay_ms;  /* harvest defence, tarpit rules */
     if (ms) io_wait((long)ms, 0);
@@ -501,10 +541,32 @@ static const char *protocol(void)
 
 static void putqq(void *ctx, const char *x, size_t len) { qq_put(ctx, x, len); }
 
-/* blast - stream the message from the client into qmail-queue */
+/* setting_ulong - a numeric setting, def when unset; a bad value is logged, never ignored
+ * silently, and the default holds */
+static unsigned long setting_ulong(const char *name, unsigned long def)
+{
+  const char *x = rules_get(name);
+  unsigned long u;
+  size_t used;
+  if (!x) return def;
+  u = control_scanulong(x, &used);
+  if (*x && !x[used] && used < 10) return u;
+  if (log_on(LOG_ERROR)) {
+    log_start("error");
+    log_str("reason", "setting");
+    log_str("name", name);
+    log_clients("value", x);
+    log_end();
+  }
+  return def;
+}
+
+/* blast - stream the message from the client into qmail-queue; the minimum rate makes the
+ * whole DATA phase finite without hurting a slow but real link */
 static void blast(struct blast *b)
 {
   blast_init(b, s.databytes, putqq, &qq);
+  io_rate(setting_ulong("DATAGRACE", DATAGRACE_DEF), setting_ulong("DATAMINRATE", DATAMINRATE_DEF));
   for (;;) {
     size_t used;
     int r;
@@ -513,7 +575,7 @@ static void blast(struct blast *b)
     if (n <= 0) die_read();
     r = blast_feed(b, buffer_peek(&io_in), (size_t)n, &used);
     buffer_seek(&io_in, used);
-    if (r == BLAST_END) return;
+    if (r == BLAST_END) { io_rate(0, 0); return; }
     if (r == BLAST_BARELF) die_barelf();
   }
 }
@@ -541,6 +603,22 @@ static void accepted(unsigned long qp)
     log_end();
   }
   say(250, buf);
+}
+
+/* log_qq - why qmail-queue failed: the program, its exit code or signal */
+static void log_qq(unsigned long qp)
+{
+  int w = qq_lastwait();
+  if (!log_on(LOG_ERROR)) return;
+  log_start("error");
+  log_str("reason", "qq");
+  log_str("ip", s.remoteip);
+  log_clients("prog", getenv("QMAILQUEUE") ? getenv("QMAILQUEUE") : "bin/qmail-queue");
+  log_ulong("qp", qp);
+  if (w == -1) log_str("exit", "unknown");
+  else if (WIFSIGNALED(w)) log_ulong("signal", (unsigned long)WTERMSIG(w));
+  else log_ulong("exit", (unsigned long)WEXITSTATUS(w));
+  log_end();
 }
 
 static void smtp_data(const char *arg)
@@ -575,6 +653,7 @@ static void smtp_data(const char *arg)
   qqx = qq_close(&qq, s.mailfrom.s, s.mailfrom.len, s.rcptto.s, s.rcptto.len);
   if (d.code >= 400) { reply(&d); return; }
   if (!*qqx) { accepted(qp); return; }
+  log_qq(qp);
   d.code = *qqx == 'D' ? 554 : 451;
   d.esc = 0;
   d.text = qqx + 1;
@@ -621,13 +700,10 @@ static int tls_start(int implicit)
 {
   static stralloc t;
   const char *err = 0;
-  if (starttls_prepare(&err) == -1) {
+  if (starttls_prepare(&err) == -1) {  /* the reason (a file, a library) is for the log only */
     log_tls("ctx_error", err);
     if (implicit) end_session(1, "tls_ctx");
-    if (!stralloc_copys(&t, "TLS unable to initialize ctx: ") || !stralloc_cats(&t, err) ||
-        !stralloc_0(&t))
-      die_nomem();
-    say_qmail(454, t.s, "4.3.0", "tls_ctx", 0);
+    say_qmail(454, "TLS not available due to temporary reason", "4.3.0", "tls_ctx", 0);
     return -1;
   }
   if (!implicit) say(220, "ready for tls");
@@ -741,7 +817,11 @@ static void smtp_auth(const char *arg)
     say_qmail(538, "auth not available without TLS", "5.3.3", "auth_notls", 0);
     return;
   }
-  d = auth_command(arg, &aio, &user, &method);
+  {
+    long long cap = io_deadline(io_now_ms() + timeout_ms);  /* the exchange as a whole */
+    d = auth_command(arg, &aio, &user, &method);
+    io_deadline(cap);
+  }
   if (d.code == 235) auth_granted(user, method);
   if (log_on(LOG_INFO) && (d.code == 235 || d.code == 535 || d.code == 454)) {
     log_start("auth");
@@ -873,6 +953,7 @@ static void setup(void)
   if (db + 1 == 0) --db;
   s.databytes = db;
   io_settimeout((unsigned long)timeout);
+  timeout_ms = timeout > 86400 * 365 ? 86400L * 365 * 1000 : (long)timeout * 1000;
   qq_settimeout((unsigned long)timeout);
   s.remoteip = env_or("TCPREMOTEIP", "unknown");
   s.local = env_or("TCPLOCALHOST", env_or("TCPLOCALIP", "unknown"));

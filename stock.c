@@ -7,6 +7,7 @@
  * init (421) and a cdb read error at lookup is a 421, never a 5xx. RCPT_MAX bounds the
  * envelope, which qmail leaves unbounded. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <open.h>
 #include <cdb.h>
@@ -27,7 +28,7 @@ int stock_init(void)
   rhok = cmap_load(&rcpthosts, "control/rcpthosts");
   if (rhok == -1) { errfile = "control/rcpthosts"; return -1; }
   if (rhok) {
-    fdmrh = open_read("control/morercpthosts.cdb");
+    fdmrh = open("control/morercpthosts.cdb", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fdmrh == -1 && errno != ENOENT) { errfile = "control/morercpthosts.cdb"; return -1; }
   }
   bmfok = cmap_load(&bmf, "control/badmailfrom");
@@ -72,7 +73,11 @@ struct decision stock_badmailfrom(struct session *s)
 static int mrhfind(const char *key, size_t len)
 {
   if (fdmrh == -1) return 0;
-  if (!mrhinit) { cdb_init(&mrh, fdmrh); mrhinit = 1; }
+  if (!mrhinit) {
+    if (control_cdbcheck(fdmrh) == -1) return -1;  /* damaged: never "not in the list" */
+    cdb_init(&mrh, fdmrh);
+    mrhinit = 1;
+  }
   return cdb_find(&mrh, (const unsigned char *)key, len);
 }
 

@@ -6,12 +6,16 @@
  * session starts TLS, so a plain session pays nothing for it. The handshake and every TLS read
  * and write are non-blocking on fd 0/1 and wait in io.c's poll() with its deadline. A missing
  * or broken certificate means the context cannot be made: smtpd.c answers 454 and the session
- * goes on in plaintext. */
+ * goes on in plaintext. Certificate files that are not regular files (a FIFO would block
+ * OpenSSL's read outside every deadline) are refused before OpenSSL sees them. Under an
+ * address-space limit (softlimit -m, chpst -m, ulimit -v) too small to load OpenSSL and make
+ * a handshake, STARTTLS is not offered at all, and the reason is logged once. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
@@ -22,6 +26,7 @@
 #include <stralloc.h>
 #include "control.h"
 #include "io.h"
+#include "log.h"
 #include "tls.h"
 
 #define SNI_MAX 253  /* a DNS name */
@@ -34,13 +39,68 @@ static int sni_used;
 
 int starttls_active(void) { return active; }
 
-int starttls_offer(void)
+/* asroom - the address-space limit leaves STARTTLS_AS_NEED bytes beyond what the process
+ * maps now (measured: libssl, libcrypto and a handshake with a 2048-bit RSA key need about
+ * 8.5 MB); 1 yes or no limit, 0 no (logged once) */
+static int asroom(void)
+{
+  static int known, room;
+  struct rlimit rl;
+  unsigned long long used = 0;
+  if (known) return room;
+  known = room = 1;
+  if (getrlimit(RLIMIT_AS, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY) return room;
+  {
+    char buf[64];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd == -1 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd != -1) close(fd);
+    if (n > 0) {
+      buf[n] = 0;
+      used = (unsigned long long)control_scanulong(buf, 0) * (unsigned long long)sysconf(_SC_PAGESIZE);
+    } else
+      used = 4ULL << 20;  /* no /proc: a static session's size, with room to spare */
+  }
+  if ((unsigned long long)rl.rlim_cur >= used + STARTTLS_AS_NEED) return room;
+  room = 0;
+  if (log_on(LOG_ERROR)) {
+    log_start("tls");
+    log_str("result", "not_offered");
+    log_str("reason", "address_space");
+    log_ulong("limit_kb", (unsigned long)(rl.rlim_cur >> 10));
+    log_ulong("need_kb", (unsigned long)((used + STARTTLS_AS_NEED) >> 10));
+    log_end();
+  }
+  return room;
+}
+
+int starttls_wanted(void)
 {
   struct stat st;
   const char *x = getenv("DISABLETLS");
   if (active) return 0;
   if (x && !strcmp(x, "1")) return 0;
   return stat(STARTTLS_CERT, &st) == 0;
+}
+
+int starttls_offer(void) { return starttls_wanted() && asroom(); }
+
+/* regular - path, if it exists (or must), is a regular file: never hand OpenSSL a FIFO or a
+ * device. 0 fine (or absent and optional), -1 with *err */
+static int regular(const char *path, int must, const char **err)
+{
+  static char why[128];
+  struct stat st;
+  if (stat(path, &st) == -1) {
+    if (!must && errno == ENOENT) return 0;
+    strcpy(why, "cannot stat ");
+  } else if (!S_ISREG(st.st_mode))
+    strcpy(why, "not a regular file: ");
+  else
+    return 0;
+  strncat(why, path, sizeof why - strlen(why) - 1);
+  *err = why;
+  return -1;
 }
 
 static const char *sslerr(void)
@@ -96,7 +156,7 @@ static int servername(SSL *s, int *al, void *arg)
   strcpy(path, "control/servercerts/");
   strcat(path, sni);
   strcat(path, "/servercert.pem");
-  if (stat(path, &st) == -1) return SSL_TLSEXT_ERR_OK;
+  if (stat(path, &st) == -1 || !S_ISREG(st.st_mode)) return SSL_TLSEXT_ERR_OK;
   if (SSL_use_certificate_chain_file(s, path) != 1 ||
       SSL_use_PrivateKey_file(s, path, SSL_FILETYPE_PEM) != 1 || SSL_check_private_key(s) != 1) {
     ERR_clear_error();
@@ -133,6 +193,9 @@ int starttls_prepare(const char **err)
 {
   const char *c;
   if (ssl) return 0;
+  if (regular(STARTTLS_CERT, 1, err) == -1 || regular(STARTTLS_CLIENTCA, 0, err) == -1 ||
+      regular(STARTTLS_CLIENTCRL, 0, err) == -1)
+    return -1;
   if (ossl_load(err) == -1) return -1;
   /* no openssl.cnf: it could name engines or providers to load; everything we need is set
    * here */

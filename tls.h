@@ -6,10 +6,15 @@
 #define STARTTLS_CLIENTCA "control/clientca.pem"
 #define STARTTLS_CLIENTCRL "control/clientcrl.pem"
 #define STARTTLS_CLIENTS "control/tlsclients"
+/* address space STARTTLS needs beyond what a session maps before it: ~8.5 MB measured */
+#define STARTTLS_AS_NEED (10UL << 20)
 
 /* starttls_offer - STARTTLS can be offered: control/servercert.pem exists, DISABLETLS is not
- * 1 and the session is not in TLS yet */
+ * 1, the session is not in TLS yet and an address-space limit leaves room for OpenSSL */
 int starttls_offer(void);
+/* starttls_wanted - the same without the address-space check: TLS is configured (FORCETLS keeps
+ * AUTH off in plaintext then, even when the limit keeps STARTTLS from being offered) */
+int starttls_wanted(void);
 int starttls_active(void);
 
 /* starttls_prepare - the context for this session (OpenSSL is initialised here, never before).

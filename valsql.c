@@ -7,12 +7,16 @@
  * dlopen(VALSQL_LIB) when the first recipient needs SQL, never at start-up. One connection per
  * session, opened on first use with VALSQL_CONNECT_TIMEOUT and VALSQL_QUERY_TIMEOUT; after a
  * failure (library missing, bad settings, server down, query error or timeout) every later
- * question in the session is -1 at once: the caller answers 451, never 5xx. */
+ * question in the session is -1 at once: the caller answers 451, never 5xx. A name the server
+ * cannot compare with its columns (not UTF-8, or a character the column's charset lacks:
+ * "Illegal mix of collations") cannot name any row: it is "no such user" (0), not trouble, so
+ * a client cannot switch the check off for the rest of its session. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <stralloc.h>
 #include <mysql.h>
+#include <mysqld_error.h>
 #include "control.h"
 #include "valsql.h"
 
@@ -134,6 +138,37 @@ static int catesc(stralloc *sa, const char *s)
   return stralloc_cats(sa, "'") && stralloc_cat(sa, &esc) && stralloc_cats(sa, "'");
 }
 
+/* uncomparable - the server's errors for a string it cannot compare with a column */
+static int uncomparable(unsigned e)
+{
+  return e == ER_CANT_AGGREGATE_2COLLATIONS || e == ER_CANT_AGGREGATE_3COLLATIONS ||
+         e == ER_CANT_AGGREGATE_NCOLLATIONS || e == ER_INVALID_CHARACTER_STRING;
+}
+
+/* utf8ok - well-formed UTF-8 (what the connection's utf8mb4 can carry); no overlong forms,
+ * no surrogates, nothing above U+10FFFF */
+static int utf8ok(const char *str)
+{
+  const unsigned char *p = (const unsigned char *)str;
+  while (*p) {
+    unsigned c = *p, n, min, v, i;
+    if (c < 0x80) { ++p; continue; }
+    if (c >= 0xc2 && c <= 0xdf) { n = 1; min = 0x80; v = c & 0x1f; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 2; min = 0x800; v = c & 0x0f; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 3; min = 0x10000; v = c & 0x07; }
+    else return 0;
+    for (i = 1; i <= n; ++i) {
+      if ((p[i] & 0xc0) != 0x80) return 0;
+      v = v << 6 | (p[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+static int nomatch;  /* userselect: the server could not compare the name */
+
 /* run - the query in q: a result, or 0 with *e set to the server's error number (0 = none) */
 static MYSQL_RES *run(unsigned *e)
 {
@@ -177,10 +212,12 @@ static MYSQL_RES *userselect(const char *what, const char *user, const char *dom
   MYSQL_RES *r;
   unsigned e;
   if (!layout) layout = 1;
+  nomatch = 0;
   for (;;) {
     if (!userquery(what, user, domain)) { fail("bad query (out of memory or odd domain)"); return 0; }
     if ((r = run(&e))) return r;
     if (e == ER_NO_SUCH_TABLE && layout == 1) { layout = 2; continue; }
+    if (uncomparable(e)) { nomatch = 1; return 0; }
     fail("query");
     return 0;
   }
@@ -190,8 +227,9 @@ int valsql_user(const char *user, const char *domain, long *gid)
 {
   MYSQL_RES *r;
   MYSQL_ROW row;
+  if (!utf8ok(user)) return 0;
   if (connect_db() == -1) return -1;
-  if (!(r = userselect("pw_gid", user, domain))) return -1;
+  if (!(r = userselect("pw_gid", user, domain))) return nomatch ? 0 : -1;
   row = f.fetch(r);
   if (row) *gid = row[0] ? (long)control_scanulong(row[0], 0) : 0;
   f.freeres(r);
@@ -205,6 +243,7 @@ int valsql_valias(const char *user, const char *domain)
   unsigned e;
   size_t i, n = strlen(user);
   int found;
+  if (!utf8ok(user)) return 0;
   if (connect_db() == -1) return -1;
   if (!stralloc_copys(&q, "SELECT 1 FROM valias WHERE domain=") || !catesc(&q, domain) ||
       !stralloc_cats(&q, " AND alias IN (") || !catesc(&q, user))
@@ -216,7 +255,7 @@ int valsql_valias(const char *user, const char *domain)
         return fail("out of memory");
     }
   if (!stralloc_cats(&q, ") LIMIT 1")) return fail("out of memory");
-  if (!(r = run(&e))) return e == ER_NO_SUCH_TABLE ? 0 : fail("query");
+  if (!(r = run(&e))) return e == ER_NO_SUCH_TABLE || uncomparable(e) ? 0 : fail("query");
   found = f.fetch(r) != 0;
   f.freeres(r);
   return found;
@@ -228,7 +267,7 @@ int valsql_names(const char *domain, void (*fn)(const char *name, void *ctx), vo
   MYSQL_ROW row;
   unsigned e;
   if (connect_db() == -1) return -1;
-  if (!(r = userselect("pw_name", 0, domain))) return -1;
+  if (!(r = userselect("pw_name", 0, domain))) return nomatch ? 0 : -1;
   while ((row = f.fetch(r)))
     if (row[0]) fn(row[0], ctx);
   f.freeres(r);

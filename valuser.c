@@ -261,6 +261,7 @@ static int userscdb(const char *l, size_t len, struct nughde *n)
   size_t i;
   int r, fd = open("users/cdb", O_RDONLY | O_NONBLOCK);
   if (fd == -1) return errno == ENOENT ? 0 : -1;
+  if (control_cdbcheck(fd) == -1) { close(fd); return -1; }
   cdb_init(&c, fd);
   r = cdb_find(&c, (const unsigned char *)"", 0);
   if (r == 1) r = cdbvalue(&c, &wild) == -1 ? -1 : 1;
@@ -372,14 +373,32 @@ static int resolve(const char *l, size_t len, struct nughde *n, struct vu_result
 }
 
 /* checkhome - qmail-local defers for a home that is world-writable or sticky */
+static uid_t homeuid;  /* the owner of the home checkhome() saw last */
+
 static int checkhome(const stralloc *home, struct vu_result *res)
 {
   static stralloc h;
   struct stat st;
   if (!stralloc_copy(&h, home) || !stralloc_0(&h)) { temp(res, "qmail", "nomem", 0, 0); return -1; }
   if (stat(h.s, &st) == -1) { temp(res, "qmail", "home", h.s, 0); return -1; }
-  if (st.st_mode & (VU_PATRN | 01000)) { temp(res, "qmail", "homemode", h.s, 0); return -1; }
+  if (st.st_mode & (VU_PATRN | 01000)) {
+    errno = 0;  /* a mode, not a failed call: no errno in the log */
+    temp(res, "qmail", "homemode", h.s, 0);
+    return -1;
+  }
+  homeuid = st.st_uid;
   return 0;
+}
+
+/* asroot - run as root (mxguard-users from cron, or a root tcpserver), a .qmail file is read
+ * only if its owner could have read it as qmail-local does: not through a symbolic link to
+ * someone else's file, not a hard link to a root file. 1 fine, 0 refused */
+static int asroot(const struct stat *st, const char *path)
+{
+  struct stat l;
+  if (st->st_uid == homeuid) return 1;
+  if (st->st_uid != 0 || st->st_nlink != 1) return 0;
+  return lstat(path, &l) == 0 && !S_ISLNK(l.st_mode);  /* a root file, right here */
 }
 
 /* qmfile - open home/name as qmail-local's qmeexists: 1 found (its first bytes in body when
@@ -403,7 +422,18 @@ static int qmfile(const stralloc *home, const stralloc *name, stralloc *body,
   }
   if (fstat(fd, &st) == -1) { close(fd); temp(res, "qmail", "stat", path.s, 0); return -1; }
   if (!S_ISREG(st.st_mode)) { close(fd); return 0; }
-  if (st.st_mode & VU_PATRN) { close(fd); temp(res, "qmail", "qmailmode", path.s, 0); return -1; }
+  if (st.st_mode & VU_PATRN) {
+    close(fd);
+    errno = 0;
+    temp(res, "qmail", "qmailmode", path.s, 0);
+    return -1;
+  }
+  if (!geteuid() && !asroot(&st, path.s)) {  /* qmail-local, as the user, gets EACCES */
+    close(fd);
+    errno = EACCES;
+    temp(res, "qmail", "qmailowner", path.s, 0);
+    return -1;
+  }
   body->len = 0;
   if (stralloc_ready(body, VU_QMAILFILE_MAX)) {
     ssize_t got = read(fd, body->s, VU_QMAILFILE_MAX);
@@ -481,6 +511,8 @@ static void unmap(struct cdb *c)
   c->map = 0;
 }
 
+static const char *vpfile = "/vpasswd";  /* the file vpasswd() read last, for the log */
+
 /* vpasswd - user in DIR/vpasswd.cdb, else DIR/vpasswd: 1 (*gid), 0 absent, -1 temp,
  * 2 neither file exists */
 static int vpasswd(const stralloc *dir, const char *u, size_t ulen, long *gid)
@@ -492,7 +524,9 @@ static int vpasswd(const stralloc *dir, const char *u, size_t ulen, long *gid)
   if (!stralloc_copy(&path, dir) || !stralloc_cats(&path, "/vpasswd.cdb") || !stralloc_0(&path))
     return -1;
   fd = open(path.s, O_RDONLY | O_NONBLOCK);
+  vpfile = "/vpasswd.cdb";
   if (fd != -1) {
+    if (control_cdbcheck(fd) == -1) { close(fd); return -1; }
     cdb_init(&c, fd);
     unmap(&c);
     r = cdb_find(&c, (const unsigned char *)u, ulen);
@@ -506,6 +540,7 @@ static int vpasswd(const stralloc *dir, const char *u, size_t ulen, long *gid)
     return 1;
   }
   if (errno != ENOENT) return -1;
+  vpfile = "/vpasswd";
   path.len -= 5;  /* ".cdb" and the NUL: DIR/vpasswd */
   path.s[path.len] = 0;
   if ((r = control_readfile(&v, path.s)) != 1) return r == 0 ? 2 : -1;
@@ -532,7 +567,7 @@ static int vpuser(const stralloc *dir, const char *dom, const char *u, size_t ul
     return r;
   }
   r = vpasswd(dir, u, ulen, gid);
-  if (r == -1) temp(res, "vpopmail", "vpasswd", dir->s, "/vpasswd");
+  if (r == -1) temp(res, "vpopmail", "vpasswd", dir->s, vpfile);
   return r;
 }
 
@@ -626,6 +661,7 @@ static void usercdb(const char *l, size_t llen, const char *d, size_t dlen, stru
   size_t i;
   int r, fd = open(VALUSER_CDB, O_RDONLY | O_NONBLOCK);
   if (fd == -1) { temp(res, "cdb", "open", VALUSER_CDB, 0); return; }
+  if (control_cdbcheck(fd) == -1) { temp(res, "cdb", "damaged", VALUSER_CDB, 0); close(fd); return; }
   cdb_init(&c, fd);
   if (!stralloc_copys(&key, "D") || !stralloc_catb(&key, d, dlen)) goto nomem;
   r = cdb_find(&c, (const unsigned char *)key.s, key.len);

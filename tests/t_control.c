@@ -267,6 +267,45 @@ static void home_cases(void)
   check(u == 42, "control_scanulong null_used", "%lu", u);
 }
 
+/* cdbfile - a cdb-shaped file: size bytes, every table at pos with n slots */
+static int cdbfile(const char *fn, size_t size, unsigned pos, unsigned n)
+{
+  static unsigned char b[8192];
+  int i, fd;
+  memset(b, 0, sizeof b);
+  for (i = 0; i < 256; ++i) {
+    unsigned char *e = b + 8 * i;
+    e[0] = pos & 255; e[1] = pos >> 8 & 255; e[2] = pos >> 16 & 255; e[3] = pos >> 24;
+    e[4] = n & 255; e[5] = n >> 8 & 255;
+  }
+  fd = open(fn, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd == -1 || write(fd, b, size) != (ssize_t)size) return -1;
+  lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+/* control_cdbcheck: zero bytes or a cut file must not read as an empty cdb */
+static void cdbcheck_cases(void)
+{
+  static const struct { const char *name; size_t size; unsigned pos, n; int want; } c[] = {
+    {"empty_cdb_ok", 2048, 2048, 0, 0},
+    {"tables_at_end_ok", 4096, 2048, 256, 0},
+    {"zero_filled", 4096, 0, 0, -1},
+    {"short", 1000, 2048, 0, -1},
+    {"table_past_end", 4096, 2048, 257, -1},
+    {"pointer_past_end", 2048, 2056, 0, -1},
+  };
+  size_t i;
+  for (i = 0; i < sizeof c / sizeof c[0]; ++i) {
+    char n[64];
+    int fd = cdbfile("cdb", c[i].size, c[i].pos, c[i].n), r;
+    snprintf(n, sizeof n, "control_cdbcheck %s", c[i].name);
+    r = fd == -1 ? -2 : control_cdbcheck(fd);
+    check(r == c[i].want && (r == 0 || errno == EPROTO), n, "return %d, want %d", r, c[i].want);
+    if (fd != -1) close(fd);
+  }
+}
+
 int main(void)
 {
   check_tmpdir("control");
@@ -276,5 +315,6 @@ int main(void)
   readfile_cases();
   cmap_cases();
   home_cases();
+  cdbcheck_cases();
   return check_done();
 }

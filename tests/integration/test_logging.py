@@ -291,7 +291,7 @@ def test_loglevel_2_default(srv):
     srv.configure(control=dict(RCPTHOSTS))
     busy_session(srv)
     eq([x.split(b' ')[1] for x in lines(srv)],
-       [b'event=connect', b'event=reject', b'event=accept', b'event=end'], 'events')
+       [b'event=connect', b'event=reject', b'event=rcpt', b'event=accept', b'event=end'], 'events')
 
 
 @case
@@ -301,7 +301,7 @@ def test_loglevel_3_replies(srv):
     ev = [(d[1][1], dict(d).get('cmd'), dict(d).get('code')) for d in map(fields, lines(srv))]
     eq(ev, [(b'connect', None, None), (b'reply', b'CONNECT', b'220'), (b'reply', b'NOOP', b'250'),
             (b'reply', b'MAIL', b'250'), (b'reject', b'RCPT', b'553'), (b'reply', b'MAIL', b'250'),
-            (b'reply', b'RCPT', b'250'), (b'reply', b'DATA', b'354'), (b'accept', None, None),
+            (b'rcpt', None, None), (b'reply', b'RCPT', b'250'), (b'reply', b'DATA', b'354'), (b'accept', None, None),
             (b'reply', b'DATA', b'250'), (b'reply', b'QUIT', b'221'), (b'end', None, None)],
        'events')
 
