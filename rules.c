@@ -633,7 +633,8 @@ static const char *matched;     /* the fact value of the last condition that mat
 static stralloc cur;
 static stralloc acc;            /* accepted recipients' settings blocks, each ending in "\0" */
 static unsigned accoff[RCPT_MAX + 1], naccepted;
-static stralloc tags;
+static stralloc tags;           /* of the message: the tags of its accepted recipients */
+static stralloc curtags;        /* of the recipient being checked, kept if it is accepted */
 static unsigned nobserved;
 static unsigned tarpit_ms;
 
@@ -1173,16 +1174,17 @@ static int setone(const char *nv)
   return 0;
 }
 
-static int addtag(const char *t)
+/* addtag - header line t into list (once): the recipient's pending tags, or the message's */
+static int addtag(stralloc *list, const char *t, size_t n)
 {
-  size_t i = 0, n = strlen(t);
-  while (i < tags.len) {
-    const char *nl = memchr(tags.s + i, '\n', tags.len - i);
-    if ((size_t)(nl - (tags.s + i)) == n && !memcmp(tags.s + i, t, n)) return 0;
-    i = (size_t)(nl - tags.s) + 1;
+  size_t i = 0;
+  while (i < list->len) {
+    const char *nl = memchr(list->s + i, '\n', list->len - i);
+    if ((size_t)(nl - (list->s + i)) == n && !memcmp(list->s + i, t, n)) return 0;
+    i = (size_t)(nl - list->s) + 1;
   }
-  if (tags.len + n > 4000) return 0;  /* bounded: more tags are dropped */
-  if (!stralloc_catb(&tags, t, n) || !stralloc_cats(&tags, "\n")) return -1;
+  if (list->len + n > 4000) return 0;  /* bounded: more tags are dropped */
+  if (!stralloc_catb(list, t, n) || !stralloc_cats(list, "\n")) return -1;
   return 0;
 }
 
@@ -1297,7 +1299,7 @@ static int run(const char *set, size_t len, int st, int final, struct verdict *v
         for (c = args; *c; c += strlen(c) + 1) if (setone(c) == -1) return -1;
         continue;
       case A_TAG:
-        if (st == STAGE_RCPT && addtag(args) == -1) return -1;
+        if (st == STAGE_RCPT && addtag(&curtags, args, strlen(args)) == -1) return -1;
         continue;
       case A_TARPIT:
         if (final) tarpit_ms += delay * 1000;
@@ -1433,6 +1435,7 @@ struct decision rules_rcpt(struct session *s)
   int r;
   S = s;
   cur.len = 0;
+  curtags.len = 0;
   tarpit_ms = 0;
   r = load();
   if (r == 0) return DECISION_NONE;
@@ -1472,6 +1475,13 @@ struct decision rules_rcpt(struct session *s)
 
 void rules_accepted(void)
 {
+  size_t i = 0;
+  while (i < curtags.len) {  /* a refused recipient's tags never reach the message */
+    const char *nl = memchr(curtags.s + i, '\n', curtags.len - i);
+    addtag(&tags, curtags.s + i, (size_t)(nl - (curtags.s + i)));
+    i = (size_t)(nl - curtags.s) + 1;
+  }
+  curtags.len = 0;
   if (naccepted >= RCPT_MAX) return;
   if (!stralloc_catb(&acc, cur.s, cur.len)) return;
   accoff[++naccepted] = (unsigned)acc.len;

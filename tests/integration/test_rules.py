@@ -119,6 +119,23 @@ def test_tag_header_and_delivery(srv):
 
 
 @case
+def test_tag_of_a_refused_recipient_is_not_added(srv):
+    compile_rules(srv, 'tag "X-For-Refused: yes" if to=refused@example.test\nnoto if to=refused@example.test\n'
+                       'tag "X-For-Kept: yes" if to=kept@example.test\n')
+    with srv.session() as s:
+        eq(s.reply(), banner(), 'banner')
+        eq(s.cmd('MAIL FROM:<a@fine.test>'), OK, 'MAIL')
+        eq(s.cmd('RCPT TO:<refused@example.test>'),
+           b'550 5.7.1 sorry, mail to <refused@example.test> is refused by policy\r\n', 'noto')
+        eq(s.cmd('RCPT TO:<kept@example.test>'), OK, 'kept')
+        eq(s.cmd('DATA'), b'354 go ahead\r\n', 'DATA')
+        s.send(b'Subject: t\r\n\r\nhi\r\n.\r\n')
+        queued(s.reply())
+    received, rest = split_received(srv.stored(1)[0]['msg'])
+    check(rest.startswith(b'X-For-Kept: yes\nSubject: t\n'), 'only the kept recipient\'s tag: %r' % rest[:80])
+
+
+@case
 def test_allow_skips_policy_checks_never_rcpthosts(srv):
     compile_rules(srv, 'allow if to=vip@example.test\nallow if to=*@elsewhere.test\n',
                   control={'badmailfrom': 'bad@sender.test\n'})
