@@ -829,6 +829,7 @@ int dnsbl_start(struct session *s, const char **file)
   int i;
   sess = s;
   if (s->relayclient) return 0;  /* our own clients: no DNS verdicts */
+  if (getenv("MXG_OFFLINE")) return 0;  /* mxguard-rules explain --offline: no DNS at all */
   if (settings(file) == -1) return -1;
   if (!nzones && !nrzones && !wantptr && !factptr) return 0;
   if (!nzones && !nrzones && !wantptr && factptr == 1 && getenv("TCPREMOTEHOST") &&

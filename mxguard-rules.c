@@ -541,7 +541,7 @@ static int explain(int argc, char **argv)
       setenv("RHSBLSKIP", "1", 1);
       setenv("REQUIREPTR", "0", 1);
       unsetenv("REQUIREFCRDNS");
-      setenv("RETURNMXCHECK", "0", 1);
+      unsetenv("RETURNMXCHECK");
       setenv("MXG_OFFLINE", "1", 1);
     }
     if (authuser) {  /* any password passes (/bin/true as checkpassword), over plain text */
