@@ -917,9 +917,7 @@ static int fact(int id, const char *envname)
     case F_TLS: return setfacts(F_TLS, S->tls ? "yes" : "no");
     case F_CERT: { const char *c = S->cert ? S->cert : ""; return setlower(F_CERT, c, strlen(c)); }
     case F_FROM: case F_FROMDOMAIN: case F_FROMTLD: case F_OFROM:
-      if (addrfacts(F_FROM, F_FROMDOMAIN, F_FROMTLD, S->mailfrom.s ? S->mailfrom.s : "", S->mailfrom.len) == -1)
-        return -1;
-      return setfact(F_OFROM, fv[F_FROM].s, fv[F_FROM].len - 1);
+      return addrfacts(F_FROM, F_FROMDOMAIN, F_FROMTLD, S->mailfrom.s ? S->mailfrom.s : "", S->mailfrom.len);
     case F_FROMTLDVALID: {
       static stralloc k;
       int r;
@@ -944,8 +942,7 @@ static int fact(int id, const char *envname)
       num[fmt_ulong(num, S->declared_size)] = 0;
       return setfacts(F_SIZE, num);
     case F_TO: case F_TODOMAIN: case F_OTO:
-      if (addrfacts(F_TO, F_TODOMAIN, 0, S->rcpt.s, S->rcpt.len) == -1) return -1;
-      return setfact(F_OTO, fv[F_TO].s, fv[F_TO].len - 1);
+      return addrfacts(F_TO, F_TODOMAIN, 0, S->rcpt.s, S->rcpt.len);
     case F_TOLOCAL: {
       int r = stock_allowed(S->rcpt.s, S->rcpt.len);
       if (r == -1) return -1;
@@ -1110,6 +1107,8 @@ static int conds(const char *p, const char **after)
     p += 2;
     if (id == F_ENV) { envname = p; p += strlen(p) + 1; }
     if (id <= 0 || id >= F_MAX) return -1;
+    if (id == F_OFROM) id = F_FROM;  /* the same strings, matched with Obtuse's patterns */
+    else if (id == F_OTO) id = F_TO;
     r = fok[id] && id != F_ENV ? 0 : fact(id, envname);
     if (r == -1) return -1;
     if (id == F_ENV && r == 1) {  /* unset: only != holds */
@@ -1345,7 +1344,7 @@ static struct decision early(struct session *s, int st)
   int r;
   S = s;
   r = load();
-  if (r == 0) return DECISION_NONE;
+  if (r == 0 || (r == 1 && !(used & RULES_EARLY))) return DECISION_NONE;  /* nothing before RCPT */
   cur.len = 0;
   if (r == -1) {
     if (st == STAGE_CONNECT && log_on(LOG_ERROR)) {
@@ -1632,6 +1631,7 @@ unsigned rules_facts_used(const char *set, size_t len)
     size_t rl = (size_t)h[0] | (size_t)h[1] << 8;
     const char *p = set + pos + 9;
     if (rl < 10 || pos + rl > len) break;
+    if (h[4] < STAGE_RCPT) bits |= RULES_EARLY;
     while (*p) {  /* conditions */
       int id = (unsigned char)*p;
       bits |= 1u << id;

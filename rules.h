@@ -85,6 +85,8 @@ int rules_optimize(stralloc *set);
 int rules_early(const char *set, size_t len, stralloc *out);
 /* rules_header - the cdb key "H" the daemon reads: magic, facts used, G g E e */
 int rules_header(stralloc *out, unsigned used, const stralloc sets[4]);
-/* rules_facts_used - the facts a compiled set reads (bit 1<<fact), for the cdb key "F" */
+/* rules_facts_used - the facts a compiled set reads (bit 1<<fact), and RULES_EARLY when a rule
+ * is evaluated before RCPT; kept in the cdb key "H" */
+#define RULES_EARLY (1u << 31)
 unsigned rules_facts_used(const char *set, size_t len);
 #endif
