@@ -673,7 +673,6 @@ static void instruct_warn(const char *why, const char *line)
 static int client(const char *ip, const char *host, const char *rules)
 {
   static stralloc cmd, sa;
-  char *before[NSETTINGS];
   const char *key, *path;
   size_t k;
   int r;
@@ -685,10 +684,6 @@ static int client(const char *ip, const char *host, const char *rules)
       source[k] = "--client/--host";
   }
   if (rules) tcprules_apply(rules, ip, host);
-  for (k = 0; k < NSETTINGS; ++k) {
-    const char *v = getenv(settings[k].name);
-    before[k] = v ? strdup(v) : 0;
-  }
   path = instruct_path();
   r = instruct_apply(path, ip, host, &cmd, &key, instruct_warn);
   if (r == INSTRUCT_ERROR) finding(ERR, path, "unreadable or broken: every session would get 421");
@@ -696,20 +691,32 @@ static int client(const char *ip, const char *host, const char *rules)
   else {
     printf("# %s: entry \"%s\": %s\n", path, key,
            r == INSTRUCT_DENY ? "deny (554 and close)" : r == INSTRUCT_EXEC ? "runs a command instead" : "allow");
-    for (k = 0; k < NSETTINGS; ++k) {
-      const char *v = getenv(settings[k].name);
-      if ((v == 0) != (before[k] == 0) || (v && strcmp(v, before[k]))) {
-        free(srcbuf[k]);
-        srcbuf[k] = malloc(strlen(path) + strlen(key) + 32);
-        if (srcbuf[k]) sprintf(srcbuf[k], "instruct %s \"%s\"", path, key);
-        source[k] = v ? srcbuf[k] : "unset by instruct";
-      }
+    struct map m;
+    const unsigned char *d;
+    uint32_t dl, i;
+    if (r == INSTRUCT_ALLOW && mapcdb(path, &m) == 1) {
+      if (cdbfind(&m, key, strlen(key), &d, &dl) && dl)
+        for (i = 0; i < dl - 1; ) {  /* the entry's lines: each "+NAME" it names */
+          const char *l = (const char *)d + i;
+          size_t n = strnlen(l, dl - 1 - i), e;
+          if (n > 1 && l[0] == '+') {
+            for (e = 1; e < n && l[e] != '='; ++e) ;
+            for (k = 0; k < NSETTINGS; ++k)
+              if (strlen(settings[k].name) == e - 1 && !strncmp(settings[k].name, l + 1, e - 1)) {
+                free(srcbuf[k]);
+                srcbuf[k] = malloc(strlen(path) + strlen(key) + 32);
+                if (srcbuf[k]) sprintf(srcbuf[k], "instruct %s \"%s\"", path, key);
+                source[k] = e < n ? srcbuf[k] : "unset by instruct";
+              }
+          }
+          i += (uint32_t)n + 1;
+        }
+      munmap(m.p, m.len);
     }
   }
   for (k = 0; k < NSETTINGS; ++k) {
     const struct setting *s = &settings[k];
     const char *v = getenv(s->name);
-    free(before[k]);
     if (v) printf("%s=%s\t# %s\n", s->name, v, source[k] ? source[k] : "environment");
     else if (s->control && control_readfile(&sa, s->control) == 1 && sa.len) {
       size_t i;
