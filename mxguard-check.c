@@ -105,13 +105,13 @@ static const struct foreign foreign[] = {
   {"SPFBEHAVIOR", "sagredo"}, {"ALLOW_BARELF", "sagredo"}, {"DNSBLLIST", "sagredo"},
   {"ENABLE_SPP", "sagredo qmail-spp"}, {"NOSPP", "qmail-spp"}, {"SPPCONFFILE", "qmail-spp"},
   {"NOTARPIT", "tarpit patch"}, {"DKIMSIGN", "qmail-dkim"}, {"DKIMVERIFY", "qmail-dkim"},
-  {"DKIMQUEUE", "qmail-dkim"}, {"SURBL", "sagredo"}, {"HELO_DNS_CHECK", "sagredo"},
+  {"DKIMQUEUE", "qmail-dkim"},
   {"CHKUSER_RCPTLIMIT", "chkuser"}, {"CHKUSER_MBXQUOTA", "chkuser"},
   {"CHKUSER_DISABLE_VARIABLE", "chkuser"}, {"CHKUSER_SENDER_NOCHECK_VARIABLE", "chkuser"},
   {"CHKUSER_SENDER_FORMAT_NOCHECK", "chkuser"}, {"CHKUSER_SENDER_MX_NOCHECK", "chkuser"},
   {"CHKUSER_RCPT_FORMAT_NOCHECK", "chkuser"}, {"CHKUSER_RCPT_MX_NOCHECK", "chkuser"},
   {"CHKUSER_IDENTIFY", "chkuser"}, {"CHKUSER_DOUBLEBOUNCE", "chkuser"},
-  {"SIMSCAN_DEBUG", "simscan"}, {"QS_SPAMASSASSIN", "Qmail-Scanner"},
+  {"SIMSCAN_DEBUG", "simscan"},
 };
 /* set by tcpserver/tcpsvd themselves or harmless in a run script */
 static const char *const ucspi[] = {"PROTO", "TCPLOCALPORT", "TCPREMOTEPORT", "TCPCONCURRENCY",
@@ -557,6 +557,13 @@ static void check_config(void)
   readable_line("control/returnmxcheck", &sa);
   readable_line("control/dnsblfailclosed", &sa);
   list_file("control/badmailfrom", &sa);
+  {
+    size_t i;  /* sagredo's qregex lines: mxguard (as qmail) matches them literally */
+    for (i = 0; i < sa.len; i += strlen(sa.s + i) + 1)
+      if (sa.s[i] == '!' || sa.s[i + strcspn(sa.s + i, "*^$[]()|\\")])
+        finding(WARN, "control/badmailfrom", "entry \"%s\" looks like a regular expression (sagredo's "
+                "qregex): it is matched as a literal address or @domain", sa.s + i);
+  }
   list_file("control/percenthack", &sa);
   list_file("control/locals", &sa);
   list_file("control/virtualdomains", &sa);

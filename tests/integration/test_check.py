@@ -211,6 +211,8 @@ def setup_fixtures():
                       {'RCPTCHECK': '1'})
         eq(run(home(), good), (0, ''), 'good run script')
 
+    finding('badmailfrom_regex', {'control/badmailfrom': '@example.net\n^spam.*@.*\\.biz$\n'},
+            {'control/badmailfrom': '@example.net\nspam@example.org\n'}, 'control/badmailfrom', 'warning')
     good_cert = cert(3650)
     finding('cert_mismatch', {'control/servercert.pem': cert(3650, mismatch=True)},
             {'control/servercert.pem': good_cert}, r'control/servercert\.pem', 'error')
@@ -256,6 +258,15 @@ def setup_fixtures():
                 names.update(re.findall(r'"([A-Z][A-Z0-9_]+)"', m.group(1)))
         check(len(names) > 20, 'too few names found in the source: %r' % names)
         eq(sorted(names - table), [], 'names read in the source but missing from the checker table')
+
+    @case
+    def migrate_page_names():
+        """every foreign name the checker knows is mapped in mxguard-migrate(7)"""
+        src = open(os.path.join(MXG_SRC, 'mxguard-check.c')).read()
+        names = re.findall(r'\{"([A-Z0-9_]+)", "[^"]+"\}', src)
+        check(len(names) > 30, 'foreign table not found')
+        page = open(os.path.join(MXG_SRC, 'man', 'mxguard-migrate.7')).read()
+        eq([n for n in names if n not in page], [], 'names missing from mxguard-migrate.7')
 
     @case
     def version():
