@@ -147,6 +147,7 @@ clean:
 
 # ---- operating: version, mxguard-check, mxguard-stats, install (issue 13)
 VERSION = $(shell head -n 1 $(SRC)/VERSION)
+vpath VERSION $(SRC)
 MANDIR = $(QMAILHOME)/man
 # (prerequisite lists above are expanded when read: name the additions here too)
 SMTPD_OBJS += version.o

@@ -25,6 +25,13 @@ QQ = os.path.join(T, 'qq')
 PROCS = []
 
 
+def penv():
+    env = dict(os.environ, PATH='/usr/bin:/bin:/usr/sbin:/sbin')
+    env.setdefault('ASAN_OPTIONS', 'detect_leaks=0:abort_on_error=0:exitcode=97')
+    env.setdefault('UBSAN_OPTIONS', 'print_stacktrace=1:halt_on_error=1:exitcode=98')
+    return env
+
+
 def free_port():
     s = socket.socket()
     s.bind(('127.0.0.1', 0))
@@ -48,7 +55,7 @@ def wait_port(port, up=True, timeout=8):
 
 
 def install():
-    env = dict(os.environ, PATH='/usr/bin:/bin:/usr/sbin:/sbin')
+    env = penv()
     if os.path.realpath(MXG_BIN) == os.path.realpath(MXG_SRC):
         cmd = ['make', '-s', 'install', 'DESTDIR=' + DEST]
     else:  # the sanitizer build: install.sh straight from its directory
@@ -65,6 +72,8 @@ def service_dir(kind, port):
     env = {'IP': '127.0.0.1', 'PORT': str(port), 'QMAILHOME': HOME, 'SMTPDUSER': 'root',
            'SMTPDGROUP': 'root', 'LOCALNAME': LOCALNAME, 'QMAILQUEUE': RECORDER, 'QQ_DIR': QQ,
            'TCPRULES': os.path.join(T, 'none.cdb'), 'LOGUSER': 'nobody-mxguard-test'}
+    if os.path.realpath(MXG_BIN) != os.path.realpath(MXG_SRC):
+        env['SOFTLIMIT'] = '100000000000000'  # ASan reserves terabytes of address space for its shadow
     for k, v in env.items():
         with open(os.path.join(d, 'env', k), 'w') as f:
             f.write(v + '\n')
@@ -150,7 +159,7 @@ def stop(p):
 def daemontools():
     port = free_port()
     d = service_dir('daemontools', port)
-    env = dict(os.environ, PATH='/usr/bin:/bin:/usr/sbin:/sbin')
+    env = penv()
     svc = subprocess.Popen(['supervise', d], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                            env=env, start_new_session=True)
     log = subprocess.Popen(['supervise', os.path.join(d, 'log')], stdin=svc.stdout,
@@ -193,7 +202,7 @@ def daemontools():
 def runit():
     port = free_port()
     d = service_dir('runit', port)
-    env = dict(os.environ, PATH='/usr/bin:/bin:/usr/sbin:/sbin')
+    env = penv()
     rs = subprocess.Popen(['runsv', d], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           env=env, start_new_session=True)
     PROCS.append(rs)
