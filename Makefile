@@ -151,9 +151,9 @@ vpath VERSION $(SRC)
 MANDIR = $(QMAILHOME)/man
 # (prerequisite lists above are expanded when read: name the additions here too)
 SMTPD_OBJS += version.o
-PROGS += mxguard-check mxguard-stats
+PROGS += mxguard-check mxguard-stats mxguard-import
 mxguard-smtpd: version.o
-default all: mxguard-check mxguard-stats
+default all: mxguard-check mxguard-stats mxguard-import
 version.o: version.c version.h VERSION conf-cc
 	$(COMPILE) -DMXG_VERSION='"$(VERSION)"' -c $(SRC)/version.c -o $@
 # the checker and the statistics run by hand or from run scripts: linked dynamically
@@ -166,11 +166,15 @@ mxguard-stats: mxguard-stats.o version.o conf-ld
 	$(subst -static,,$(LINK)) -o $@ mxguard-stats.o version.o $(LIBS)
 mxguard-stats.o: mxguard-stats.c version.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-stats.c -o $@
+mxguard-import: mxguard-import.o version.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-import.o version.o
+mxguard-import.o: mxguard-import.c version.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-import.c -o $@
 install: $(PROGS)
 	DESTDIR='$(DESTDIR)' QMAILHOME='$(QMAILHOME)' MANDIR='$(MANDIR)' SRC='$(SRC)' $(SRC)/install.sh install
 uninstall:
 	DESTDIR='$(DESTDIR)' QMAILHOME='$(QMAILHOME)' MANDIR='$(MANDIR)' SRC='$(SRC)' $(SRC)/install.sh uninstall
 clean: clean-ops
 clean-ops:
-	rm -f mxguard-check mxguard-stats
+	rm -f mxguard-check mxguard-stats mxguard-import
 .PHONY: install uninstall clean-ops

@@ -8,7 +8,7 @@
 set -e
 : "${QMAILHOME:?}" "${MANDIR:?}" "${SRC:=.}"
 SMTPDUSER=${SMTPDUSER:-qmaild}
-PROGS="mxguard-smtpd mxguard-users mxguard-check mxguard-stats"
+PROGS="mxguard-smtpd mxguard-users mxguard-check mxguard-stats mxguard-import"
 home=$DESTDIR$QMAILHOME
 man=$DESTDIR$MANDIR
 
