@@ -172,7 +172,7 @@ static uint64_t percentile(double p)
 /* ---- the counts */
 static uint64_t nlines, nours, sessions, ended, messages, msgbytes, rcpt_ok, rcpt_bad, refusals, observes;
 static uint64_t defers, rejects;
-static struct names reasons, lists, backends, verdicts, errors;  /* a: real, b: observe/other */
+static struct names reasons, rulenames, lists, backends, verdicts, errors;  /* a: real, b: observe/other */
 static struct topk *clients, *nets, *senders, *rcpts;
 static long long first_hour = -1, first_day = -1, tmin = -1, tmax = -1;
 static long long since = -1, until = -1;
@@ -352,6 +352,10 @@ static void line(const char *l, size_t len)
     if ((x = get(f, n, "from"))) tk_add(senders, x->v, x->vl);
   } else if (is(ev, "reject") || is(ev, "defer") || is(ev, "observe")) {
     int obs = is(ev, "observe"), id;
+    if ((x = get(f, n, "rule"))) {  /* the rules engine names the rule that decided */
+      int r = name_id(&rulenames, x->v, x->vl);
+      if (obs) ++rulenames.b[r]; else ++rulenames.a[r];
+    }
     x = get(f, n, "reason");
     id = name_id(&reasons, x ? x->v : "unknown", x ? x->vl : 7);
     if (obs) { ++reasons.b[id]; ++observes; }
@@ -460,6 +464,10 @@ static void text(FILE *o)
   for (i = 0; i <= NAMES_MAX; ++i)
     if (i < reasons.n || (i == NAMES_MAX && (reasons.a[i] || reasons.b[i])))
       fprintf(o, "  %-20s %8llu %10llu\n", reasons.name[i], (unsigned long long)reasons.a[i], (unsigned long long)reasons.b[i]);
+  fprintf(o, "\nrefusals by rule          real    observe\n");
+  for (i = 0; i <= NAMES_MAX; ++i)
+    if (i < rulenames.n || (i == NAMES_MAX && (rulenames.a[i] || rulenames.b[i])))
+      fprintf(o, "  %-20s %8llu %10llu\n", rulenames.name[i], (unsigned long long)rulenames.a[i], (unsigned long long)rulenames.b[i]);
   fprintf(o, "\nDNSBL lists               hits   failures\n");
   for (i = 0; i <= NAMES_MAX; ++i)
     if (i < lists.n || (i == NAMES_MAX && (lists.a[i] || lists.b[i])))

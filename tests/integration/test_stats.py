@@ -125,6 +125,10 @@ def main():
         check_report(rep, 'multilog')
         check(re.search(r'^per hour \(UTC\).*\n  \d{4}-\d\d-\d\d \d\d:00 +6 +4 +3$', rep, re.M),
               'per-hour line: %r' % rep[-400:])
+        rep = stats('--since', '2100-01-01', cur)
+        eq(count(rep, 'sessions'), 0, 'sessions after --since in the future')
+        rep = stats('--until', '2100-01-01T00:00:00', cur)
+        eq(count(rep, 'sessions'), 6, 'sessions with --until in the future')
         print('PASS stats.multilog')
     except Exception as e:
         print('FAIL stats.multilog: %s' % e)
@@ -156,7 +160,8 @@ def main():
         print('FAIL stats.svlogd_html: %s' % e)
     try:
         # events from other parts, by the documented log format; plus noise
-        extra = (b'pid=7 event=observe cmd=RCPT code=550 reason=greylist ip=192.0.2.9\n'
+        extra = (b'pid=7 event=observe cmd=RCPT code=550 reason=greylist rule=grey1 ip=192.0.2.9\n'
+                 b'pid=7 event=reject cmd=RCPT code=550 reason=policy rule=grey1 ip=192.0.2.9\n'
                  b'pid=7 event=observe cmd=RCPT code=550 reason=rcpthosts ip=192.0.2.9\n'
                  b'pid=7 event=dns ip=192.0.2.9 dnsbl=bl.test:127.0.0.2,zen.test:127.0.0.4 score=2 '
                  b'dnsbl_fail=slow.test dns_ms=40\n'
@@ -170,6 +175,7 @@ def main():
         eq(table(rep, 'refusals by reason').get('greylist'), [0, 1], 'observe-only reason')
         eq(table(rep, 'refusals by reason').get('rcpthosts'), [3, 1], 'rcpthosts real and observed')
         eq(count(rep, 'observed'), 2, 'observed')
+        eq(table(rep, 'refusals by rule'), {'grey1': [1, 1]}, 'refusals by rule')
         eq(table(rep, 'DNSBL lists'), {'bl.test': [2, 0], 'zen.test': [1, 0], 'slow.test': [0, 1]}, 'DNSBL table')
         eq(table(rep, 'recipient check by backend'), {'vpopmail': [1, 0], 'sql': [0, 1]}, 'backends')
         eq(table(rep, 'content verdicts'), {'virus': [1]}, 'verdicts')
