@@ -581,6 +581,13 @@ static void check_config(void)
     if (rc == 0 && r == 0)
       finding(ERR, "control/rcpthosts", "missing (and no morercpthosts.cdb): mail for every domain is accepted, an open relay");
   }
+  r = mapcdb("users/cdb", &m);  /* qmail-lspawn's, read by the recipient check */
+  if (m.p) munmap(m.p, m.len);
+  r = mapcdb("control/mxguard-users.cdb", &m);
+  if (m.p) munmap(m.p, m.len);
+  list_file("control/tlsclients", &sa);
+  if (access("control/clientca.pem", F_OK) == 0 && access("control/clientca.pem", R_OK) == -1)
+    finding(ERR, "control/clientca.pem", "unreadable (%s): STARTTLS would fail", strerror(errno));
   zones_file("control/dnsbl");
   zones_file("control/rhsbl");
   x = instruct_path();

@@ -268,6 +268,32 @@ def setup_fixtures():
         page = open(os.path.join(MXG_SRC, 'man', 'mxguard-migrate.7')).read()
         eq([n for n in names if n not in page], [], 'names missing from mxguard-migrate.7')
 
+    finding('users_cdb_broken', {'users/cdb': goodcdb[:-10]}, {'users/cdb': goodcdb}, r'users/cdb', 'error')
+    finding('mxguard_users_cdb_broken', {'control/mxguard-users.cdb': b'x' * 100},
+            {'control/mxguard-users.cdb': goodcdb}, r'control/mxguard-users\.cdb', 'error')
+
+    @case
+    def smtpd_version():
+        """-V alone prints the release; with more arguments it is an AUTH form; LOGLEVEL 4
+        puts version= in the connect line, lower levels do not"""
+        smtpd = os.path.join(MXG_BIN, 'mxguard-smtpd')
+        v = subprocess.run([smtpd, '-V'], capture_output=True)
+        m = re.fullmatch(rb'mxguard-smtpd (\S+)\n', v.stdout)
+        check(m and v.returncode == 0, '-V: %r' % (v.stdout,))
+        with open(os.path.join(MXG_SRC, 'VERSION'), 'rb') as f:
+            eq(m.group(1), f.readline().strip(), 'version printed vs the VERSION file')
+        h = home()
+        for level, want in (('4', True), ('2', False)):
+            r = subprocess.run([smtpd], input=b'QUIT\r\n', capture_output=True, timeout=10,
+                               env={'PATH': '/usr/bin:/bin', 'QMAILHOME': h, 'LOGLEVEL': level,
+                                    'TCPREMOTEIP': '127.0.0.1'})
+            conn = [l for l in r.stderr.splitlines() if b' event=connect ' in l]
+            eq(len(conn), 1, 'connect lines at LOGLEVEL %s' % level)
+            eq(b' version=%s' % m.group(1) in conn[0], want, 'version= at LOGLEVEL %s: %r' % (level, conn[0]))
+        r = subprocess.run([smtpd, '-V', '/bin/true'], input=b'QUIT\r\n', capture_output=True, timeout=10,
+                           env={'PATH': '/usr/bin:/bin', 'QMAILHOME': h, 'TCPREMOTEIP': '127.0.0.1'})
+        check(r.stdout.startswith(b'220 mx.test ESMTP'), '-V with arguments must run a session: %r' % r.stdout)
+
     @case
     def version():
         r = subprocess.run([CHECK, '--version'], capture_output=True)
