@@ -272,6 +272,23 @@ def setup_fixtures():
     finding('mxguard_users_cdb_broken', {'control/mxguard-users.cdb': b'x' * 100},
             {'control/mxguard-users.cdb': goodcdb}, r'control/mxguard-users\.cdb', 'error')
 
+    if os.getuid() == 0:
+        @case
+        def runs_as_smtpd_user():
+            """as root it checks with the rights of -u USER: a file only root can read is an
+            error for nobody, not for root"""
+            os.chmod(T, 0o755)
+            h = home({'control/badmailfrom': '@example.net\n'})
+            os.chmod(h, 0o755)
+            os.chmod(h + '/control', 0o755)
+            os.chmod(h + '/control/me', 0o644)
+            os.chmod(h + '/control/rcpthosts', 0o644)
+            os.chmod(h + '/control/badmailfrom', 0o600)
+            rc, out = run(h, '-u', 'nobody')
+            check(re.search(r'^control/badmailfrom: error: unreadable \(Permission denied\)', out, re.M), out)
+            eq(rc, 2, 'exit status as nobody')
+            eq(run(h, '-u', 'root'), (0, ''), 'as root')
+
     @case
     def smtpd_version():
         """-V alone prints the release; with more arguments it is an AUTH form; LOGLEVEL 4
