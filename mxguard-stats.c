@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include "version.h"
 
 #define LINE_MAX_ 4096
@@ -295,19 +296,27 @@ static struct day *day_at(long long t)
   return &days[d - first_day];
 }
 
+/* network - the client's /24 (IPv4) or /48 (IPv6) into the networks list */
 static void network(const struct field *ip)
 {
-  char net[64];
-  size_t i, dots = 0, colons = 0;
-  if (!ip || ip->vl >= sizeof net) return;
-  for (i = 0; i < ip->vl; ++i) {
-    if (ip->v[i] == '.' && ++dots == 3) break;
-    if (ip->v[i] == ':' && ++colons == 3) break;
-  }
-  memcpy(net, ip->v, i);
-  if (dots == 3) { memcpy(net + i, ".0/24", 5); i += 5; }
-  else if (colons == 3) { memcpy(net + i, "::/48", 5); i += 5; }
-  tk_add(nets, net, i);
+  char a[64], out[INET6_ADDRSTRLEN + 4];
+  unsigned char b[16];
+  size_t n;
+  if (!ip || ip->vl >= sizeof a) return;
+  memcpy(a, ip->v, ip->vl);
+  a[ip->vl] = 0;
+  if (inet_pton(AF_INET, a, b) == 1) {
+    b[3] = 0;
+    if (!inet_ntop(AF_INET, b, out, sizeof out)) return;
+    strcat(out, "/24");
+  } else if (inet_pton(AF_INET6, a, b) == 1) {
+    memset(b + 6, 0, 10);
+    if (!inet_ntop(AF_INET6, b, out, sizeof out)) return;
+    strcat(out, "/48");
+  } else
+    return;
+  n = strlen(out);
+  tk_add(nets, out, n);
 }
 
 static void line(const char *l, size_t len)

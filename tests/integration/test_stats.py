@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
@@ -123,8 +124,9 @@ def main():
         check(open(cur, 'rb').read().startswith(b'@4000'), 'multilog did not stamp')
         rep = stats(cur)
         check_report(rep, 'multilog')
-        check(re.search(r'^per hour \(UTC\).*\n  \d{4}-\d\d-\d\d \d\d:00 +6 +4 +3$', rep, re.M),
-              'per-hour line: %r' % rep[-400:])
+        hours = {time.strftime('%Y-%m-%d %H:00', time.gmtime(time.time() + d)) for d in (-120, 0)}
+        m = re.search(r'^per hour \(UTC\).*\n  (\d{4}-\d\d-\d\d \d\d:00) +6 +4 +3$', rep, re.M)
+        check(m and m.group(1) in hours, 'per-hour line (TAI64N read as UTC now, %r): %r' % (hours, rep[-400:]))
         rep = stats('--since', '2100-01-01', cur)
         eq(count(rep, 'sessions'), 0, 'sessions after --since in the future')
         rep = stats('--until', '2100-01-01T00:00:00', cur)
@@ -183,6 +185,23 @@ def main():
         print('PASS stats.other_events')
     except Exception as e:
         print('FAIL stats.other_events: %s' % e)
+    try:
+        # more distinct keys than the top-k structure holds: the heavy hitters stay exact
+        lines = []
+        for i in range(6000):
+            lines.append('pid=%d event=connect ip=10.%d.%d.%d host=unknown relay=no' % (i, i // 65536, i // 256 % 256, i % 256))
+            if i % 40 == 0:
+                lines += ['pid=1 event=connect ip=2001:db8:5::%x host=unknown relay=no' % i] * 5
+                lines += ['pid=1 event=connect ip=192.0.2.7 host=unknown relay=no'] * 3
+        rep = stats(stdin=('\n'.join(lines) + '\n').encode())
+        eq(count(rep, 'sessions'), 6000 + 150 * 8, 'sessions')
+        t = top(rep, 'top clients')
+        eq(t[0], ('192.0.2.7', 450), 'heaviest client, exact despite 6000 other keys')
+        n = top(rep, 'top networks')
+        eq(n[:2], [('2001:db8:5::/48', 750), ('192.0.2.0/24', 450)], 'networks (IPv6 /48, IPv4 /24)')
+        print('PASS stats.topk_bounded')
+    except Exception as e:
+        print('FAIL stats.topk_bounded: %s' % e)
     shutil.rmtree(T, ignore_errors=True)
 
 
