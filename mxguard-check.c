@@ -810,7 +810,14 @@ int main(int argc, char **argv)
       char path[8192];
       const char *fn = argv[j];
       if (fn[0] != '/' && cwd[0]) { snprintf(path, sizeof path, "%s/%s", cwd, fn); fn = path; }
-      if (looks_cdb(fn)) check_rules_cdb(fn);
+      struct stat st;
+      if (stat(fn, &st) == 0 && S_ISDIR(st.st_mode)) {  /* a service directory */
+        char sub[8300];
+        snprintf(sub, sizeof sub, "%s/run", fn);
+        check_script(sub);
+        snprintf(sub, sizeof sub, "%s/peers.cdb", fn);
+        if (access(sub, F_OK) == 0) check_rules_cdb(sub);
+      } else if (looks_cdb(fn)) check_rules_cdb(fn);
       else check_script(fn);
     }
   }

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include "version.h"
 
 #define LINE_MAX_ 4096
@@ -681,6 +683,28 @@ static void html(const char *fn)
   if (fclose(o)) { fprintf(stderr, "mxguard-stats: %s: %s\n", fn, strerror(errno)); exit(111); }
 }
 
+/* logdir - a multilog or svlogd directory: the rotated files (@...), oldest first, then current */
+static int rotated(const struct dirent *e) { return e->d_name[0] == '@'; }
+static void logdir(const char *dir)
+{
+  struct dirent **names;
+  char path[4096];
+  int n = scandir(dir, &names, rotated, alphasort), k, fd;
+  if (n < 0) { fprintf(stderr, "mxguard-stats: %s: %s\n", dir, strerror(errno)); exit(111); }
+  for (k = 0; k <= n; ++k) {
+    snprintf(path, sizeof path, "%s/%s", dir, k < n ? names[k]->d_name : "current");
+    if (k < n) free(names[k]);
+    if ((fd = open(path, O_RDONLY)) == -1) {
+      if (errno == ENOENT) continue;
+      fprintf(stderr, "mxguard-stats: %s: %s\n", path, strerror(errno));
+      exit(111);
+    }
+    input(fd, path);
+    close(fd);
+  }
+  free(names);
+}
+
 static long long parse_when(const char *s)
 {
   int y, mo, d, h = 0, mi = 0, se = 0;
@@ -712,7 +736,14 @@ int main(int argc, char **argv)
     } else break;
   }
   for (; i < argc; ++i) {
-    int fd = strcmp(argv[i], "-") ? open(argv[i], O_RDONLY) : 0;
+    int fd;
+    struct stat st;
+    if (strcmp(argv[i], "-") && stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+      logdir(argv[i]);
+      ++files;
+      continue;
+    }
+    fd = strcmp(argv[i], "-") ? open(argv[i], O_RDONLY) : 0;
     if (fd == -1) { fprintf(stderr, "mxguard-stats: %s: %s\n", argv[i], strerror(errno)); return 111; }
     input(fd, argv[i]);
     if (fd) close(fd);

@@ -188,6 +188,9 @@ def setup_fixtures():
         eq(rc, 2, 'exit status')
         good = script('s2', '#!/bin/sh\nexec softlimit -m 32000000 tcpserver 0 25 mxguard-smtpd\n')
         eq(run(home(), good), (0, ''), 'good run script')
+        rc, out = run(home(), os.path.dirname(bad))
+        check(re.search(r's1/run: error: line 2: memory limit', out), 'a service directory: %r' % out)
+        eq(run(home(), os.path.dirname(good)), (0, ''), 'good service directory')
 
     @case
     def run_chpst_envdir():

@@ -127,6 +127,7 @@ def main():
         hours = {time.strftime('%Y-%m-%d %H:00', time.gmtime(time.time() + d)) for d in (-120, 0)}
         m = re.search(r'^per hour \(UTC\).*\n  (\d{4}-\d\d-\d\d \d\d:00) +6 +4 +3$', rep, re.M)
         check(m and m.group(1) in hours, 'per-hour line (TAI64N read as UTC now, %r): %r' % (hours, rep[-400:]))
+        check_report(stats(os.path.join(T, 'ml')), 'multilog directory')
         rep = stats('--since', '2100-01-01', cur)
         eq(count(rep, 'sessions'), 0, 'sessions after --since in the future')
         rep = stats('--until', '2100-01-01T00:00:00', cur)
