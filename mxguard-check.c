@@ -486,6 +486,12 @@ static void check_script(const char *fn)
     char *p = line, *m;
     ++n;
     if (*p == '#') continue;
+    if (strstr(line, "spamdyke"))
+      finding(NOTE, fn, "line %u: spamdyke in front of mxguard: mxguard reads none of its options "
+              "(mxguard-import(8) translates them)", n);
+    if (strstr(line, "rblsmtpd"))
+      finding(NOTE, fn, "line %u: rblsmtpd in front of mxguard: mxguard does DNSBLs itself "
+              "(control/dnsbl) and honours the RBLSMTPD rblsmtpd sets", n);
     /* NAME=value words */
     for (p = line; *p; ++p) {
       if (*p == '=' && p > line) {
