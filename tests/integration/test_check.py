@@ -203,6 +203,16 @@ def setup_fixtures():
         eq(run(home(), good), (0, ''), 'good run script')
 
     @case
+    def run_filters_in_front():
+        bad = script('s7', '#!/bin/sh\nexec tcpserver 0 25 rblsmtpd -r bl.test spamdyke -f x mxguard-smtpd\n')
+        rc, out = run(home(), bad)
+        check(re.search(r'run: note: line 2: spamdyke in front', out) and
+              re.search(r'run: note: line 2: rblsmtpd in front', out), out)
+        eq(rc, 0, 'notes do not change the exit status')
+        good = script('s8', '#!/bin/sh\nexec tcpserver 0 25 mxguard-smtpd\n')
+        eq(run(home(), good), (0, ''), 'good run script')
+
+    @case
     def run_foreign():
         bad = script('s5', '#!/bin/sh\nSANITYCHECK=1 exec tcpserver 0 25 mxguard-smtpd\n',
                      {'CHKUSER_RCPTLIMIT': '5'})
