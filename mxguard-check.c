@@ -795,12 +795,12 @@ int main(int argc, char **argv)
     } else usage();
   }
   setvbuf(stdout, 0, _IOLBF, 0);
-  become(user);
   {
     /* command-line paths are relative to where we were started */
     char cwd[4096];
     int j;
     if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+    become(user);
     if (control_chdir() == -1) {
       finding(ERR, control_home(), "cannot enter the qmail home (%s)", strerror(errno));
       return 2;
