@@ -624,6 +624,40 @@ static void svg_hours(FILE *o, int stacked)
   fputs("</svg>\n", o);
 }
 
+/* accepted and refused per day, the last 366 days with anything in them */
+static void svg_days(FILE *o)
+{
+  int last = ndays - 1, first, n, i, k;
+  uint32_t max = 1;
+  double W = 800, H = 200, bw;
+  char lab[32];
+  while (last >= 0 && !days[last].accepted && !days[last].refused && !days[last].sessions) --last;
+  if (last < 1) return;
+  first = last - 365 < 0 ? 0 : last - 365;
+  n = last - first + 1;
+  for (i = first; i <= last; ++i) {
+    if (days[i].accepted > max) max = days[i].accepted;
+    if (days[i].refused > max) max = days[i].refused;
+  }
+  bw = (W - 60) / n;
+  fputs("<h2>Accepted and refused per day</h2>\n", o);
+  fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" class=\"daily\">\n", W, H + 20);
+  fprintf(o, "<line x1=\"50\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#444\"/>\n", H, W - 10, H);
+  fprintf(o, "<text x=\"45\" y=\"12\" text-anchor=\"end\" font-size=\"10\">%u</text>\n", max);
+  for (i = 0; i < n; ++i) {
+    uint32_t v[2] = {days[first + i].accepted, days[first + i].refused};
+    strftime(lab, sizeof lab, "%Y-%m-%d", gmtime(&(time_t){(time_t)((first_day + first + i) * 86400)}));
+    for (k = 0; k < 2; ++k) {
+      double hh = v[k] * (H - 10) / max;
+      fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" data-day=\"%s\" "
+              "data-series=\"%s\" data-value=\"%u\"><title>%s %s: %u</title></rect>\n",
+              50 + i * bw + k * bw * 0.45, H - hh, bw * 0.45, hh, k ? "#c0392b" : "#27ae60", lab,
+              k ? "refused" : "accepted", v[k], lab, k ? "refused" : "accepted", v[k]);
+    }
+  }
+  fputs("</svg>\n", o);
+}
+
 static void svg_top(FILE *o, const char *title, const char *cls, struct topk *t)
 {
   int idx[TOPN], k = tk_top(t, idx, TOPN), i;
@@ -667,6 +701,7 @@ static void html(const char *fn)
   svg_hours(o, 0);
   fputs("<h2>Refusals by reason per hour</h2>\n", o);
   svg_hours(o, 1);
+  svg_days(o);
   svg_top(o, "Top clients", "top-clients", clients);
   svg_top(o, "Top networks", "top-networks", nets);
   svg_top(o, "Top senders", "top-senders", senders);

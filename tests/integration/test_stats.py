@@ -187,6 +187,25 @@ def main():
     except Exception as e:
         print('FAIL stats.other_events: %s' % e)
     try:
+        # two days of svlogd lines: the daily chart matches the per-day table
+        days = (b'2026-11-27_10:00:00.00000 pid=1 event=connect ip=192.0.2.1 host=unknown relay=no\n'
+                b'2026-11-27_10:00:01.00000 pid=1 event=accept ip=192.0.2.1 qp=2 size=10 nrcpt=1 from=<a@b.test>\n'
+                b'2026-11-28_23:59:59.00000 pid=3 event=connect ip=192.0.2.1 host=unknown relay=no\n'
+                b'2026-11-28_23:59:59.50000 pid=3 event=reject cmd=RCPT code=553 esc=5.7.1 reason=rcpthosts ip=192.0.2.1\n'
+                b'2026-11-28_23:59:59.60000 pid=3 event=defer cmd=RCPT code=451 esc=4.3.0 reason=dns ip=192.0.2.1\n')
+        html = os.path.join(T, 'd.html')
+        rep = stats('--html', html, stdin=days)
+        check(re.search(r'^  2026-11-27 +1 +1 +0 +0$', rep, re.M) and re.search(r'^  2026-11-28 +1 +0 +2 +0$', rep, re.M),
+              'per-day table: %r' % rep[-600:])
+        svg = [x for x in ET.parse(html).getroot().iter(SVG + 'svg') if x.get('class') == 'daily']
+        eq(len(svg), 1, 'daily chart')
+        bars = {(r.get('data-day'), r.get('data-series')): int(r.get('data-value')) for r in svg[0].iter(SVG + 'rect')}
+        eq(bars, {('2026-11-27', 'accepted'): 1, ('2026-11-27', 'refused'): 0, ('2026-11-28', 'accepted'): 0,
+                  ('2026-11-28', 'refused'): 2}, 'daily bars')
+        print('PASS stats.daily')
+    except Exception as e:
+        print('FAIL stats.daily: %s' % e)
+    try:
         # more distinct keys than the top-k structure holds: the heavy hitters stay exact
         lines = []
         for i in range(6000):
