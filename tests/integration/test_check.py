@@ -302,6 +302,32 @@ def setup_fixtures():
             eq(rc, 2, 'exit status as nobody')
             eq(run(h, '-u', 'root'), (0, ''), 'as root')
 
+    if os.path.realpath(MXG_BIN) == os.path.realpath(MXG_SRC):  # ASan cannot run under softlimit
+        @case
+        def tls_memory_threshold():
+            """the checker's threshold is real: STARTTLS works under softlimit -m 16000000 (the
+            least the checker accepts) and fails under 8000000"""
+            h = home({'control/servercert.pem': good_cert})
+            res = {}
+            for m in (16000000, 8000000):
+                s = socket.socket()
+                s.bind(('127.0.0.1', 0))
+                port = s.getsockname()[1]
+                s.close()
+                p = subprocess.Popen(['softlimit', '-m', str(m), 'tcpserver', '-v', '-R', '-H', '-l', 'mx.test',
+                                      '127.0.0.1', str(port), os.path.join(MXG_BIN, 'mxguard-smtpd')],
+                                     env={'PATH': '/usr/bin:/bin', 'QMAILHOME': h}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+                try:
+                    p.stderr.readline()  # "tcpserver: status: 0/40": listening
+                    c = subprocess.run(['openssl', 's_client', '-starttls', 'smtp', '-connect', '127.0.0.1:%d' % port,
+                                        '-quiet'], input=b'EHLO c.test\r\nQUIT\r\n', capture_output=True, timeout=15)
+                    res[m] = b'250 ' in c.stdout
+                finally:
+                    p.terminate()
+                    p.wait()
+            eq(res, {16000000: True, 8000000: False}, 'STARTTLS works under the memory limit')
+
     @case
     def smtpd_version():
         """-V alone prints the release; with more arguments it is an AUTH form; LOGLEVEL 4
