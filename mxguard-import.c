@@ -111,6 +111,48 @@ static const char *ipname(const char *v, char *out, size_t size)
   return out;
 }
 
+/* cidr - "a.b.c.d/bits" or "a.b.c.d/m.m.m.m" as ipsvd names (whole-octet prefixes and
+ * addresses: at most 128 of them, e.g. /12 as 16 two-octet prefixes): fn(name, ctx) for each;
+ * 1 done, 0 not translatable */
+#define CIDR_MAX 256
+static int cidr(const char *v, void (*fn)(const char *, const char *), const char *ctx)
+{
+  unsigned a[4], m[4], bits = 33, i, step, n, keep;
+  unsigned long base, count, k;
+  char name[32];
+  const char *slash = strchr(v, '/');
+  if (!slash || sscanf(v, "%u.%u.%u.%u", &a[0], &a[1], &a[2], &a[3]) != 4) return 0;
+  if (sscanf(slash + 1, "%u.%u.%u.%u", &m[0], &m[1], &m[2], &m[3]) == 4) {
+    unsigned long mask = (unsigned long)m[0] << 24 | m[1] << 16 | m[2] << 8 | m[3];
+    for (bits = 0; bits < 32 && (mask >> (31 - bits) & 1); ++bits) ;
+    if (((mask << bits) & 0xffffffffUL)) return 0;  /* not contiguous */
+  } else if (sscanf(slash + 1, "%u", &bits) != 1)
+    return 0;
+  if (bits > 32 || a[0] > 255 || a[1] > 255 || a[2] > 255 || a[3] > 255) return 0;
+  keep = (bits + 7) / 8;                /* octets in each name */
+  if (!keep) return 0;                  /* 0.0.0.0/0: not an entry */
+  step = 8 * keep - bits;               /* free bits inside the last kept octet */
+  n = 1u << step;
+  if (n > CIDR_MAX) return 0;
+  base = (unsigned long)a[0] << 24 | a[1] << 16 | a[2] << 8 | a[3];
+  base &= bits ? 0xffffffffUL << (32 - bits) & 0xffffffffUL : 0;
+  count = n;
+  for (k = 0; k < count; ++k) {
+    unsigned long x = base + (k << (32 - 8 * keep));
+    int len = 0;
+    for (i = 0; i < keep; ++i)
+      len += snprintf(name + len, sizeof name - (size_t)len, "%s%lu", i ? "." : "", (x >> (24 - 8 * i)) & 255);
+    fn(name, ctx);
+  }
+  return 1;
+}
+static void deny_name(const char *name, const char *ctx) { (void)ctx; entry(name, "", 0); }
+static void allow_name(const char *name, const char *ctx)
+{
+  (void)ctx;
+  entry(name, "+DNSBLSKIP=\n+RHSBLSKIP=\n+REQUIREPTR=0\n+RETURNMXCHECK=0\n", 0644);
+}
+
 /* ---- one configuration file; ctx: 0 the global file, else the peers entry it applies to */
 static void config(const char *fn, const char *ctx, int depth);
 
@@ -333,12 +375,18 @@ int main(int argc, char **argv)
     writefile("control/badmailfrom", &badfrom, 0);
   }
   for (i = 0; i < ipdeny.n; ++i) {
-    if (ipname(ipdeny.v[i], nm, sizeof nm)) entry(nm, "", 0);
-    else { printf("%s: ip-blacklist %s: ranges and /bits are not translated\n", argv[2], ipdeny.v[i]); ++untranslated; }
+    if (ipname(ipdeny.v[i], nm, sizeof nm)) deny_name(nm, 0);
+    else if (!cidr(ipdeny.v[i], deny_name, 0)) {
+      printf("%s: ip-blacklist %s: octet ranges and /0 are not translated\n", argv[2], ipdeny.v[i]);
+      ++untranslated;
+    }
   }
   for (i = 0; i < ipallow.n; ++i) {
-    if (ipname(ipallow.v[i], nm, sizeof nm)) entry(nm, "+DNSBLSKIP=\n+RHSBLSKIP=\n+REQUIREPTR=0\n+RETURNMXCHECK=0\n", 0644);
-    else { printf("%s: ip-whitelist %s: ranges and /bits are not translated\n", argv[2], ipallow.v[i]); ++untranslated; }
+    if (ipname(ipallow.v[i], nm, sizeof nm)) allow_name(nm, 0);
+    else if (!cidr(ipallow.v[i], allow_name, 0)) {
+      printf("%s: ip-whitelist %s: octet ranges and /0 are not translated\n", argv[2], ipallow.v[i]);
+      ++untranslated;
+    }
   }
   if (rdnsdeny.n)
     printf("%s: rdns-blacklist: the host-name entries apply only when TCPREMOTEHOST is known "

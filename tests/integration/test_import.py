@@ -40,6 +40,8 @@ def fixture():
         'reject-recipient=invalid', 'sender-blacklist-entry=spammer@bad.test',
         'sender-blacklist-file=%s/senders.txt' % T, 'ip-blacklist-entry=192.0.2.66',
         'ip-blacklist-entry=198.51.100.', 'ip-blacklist-entry=203.0.113.0/24',
+        'ip-blacklist-entry=203.0.114.64/30', 'ip-blacklist-entry=10.0.0.0/255.254.0.0',
+        'ip-blacklist-entry=172.16.0.0/12', 'ip-blacklist-entry=192.0.2.1-9', 'ip-blacklist-entry=0.0.0.0/0',
         'ip-whitelist-entry=127.0.0.2', 'rdns-blacklist-entry=.dialup.example.test',
         'graylist-level=always', 'greeting-delay-secs=5', 'max-recipients=20',
         'header-blacklist-entry=Subject: *viagra*', 'config-file=%s/more.conf' % T,
@@ -54,7 +56,8 @@ def main():
         eq(r.returncode, 1, 'exit status (some options not translated): %r' % r.stderr)
         rep = r.stdout.decode()
         for opt in ('graylist-level', 'greeting-delay-secs', 'max-recipients', 'header-blacklist-entry',
-                    'smtp-auth-level', 'ip-blacklist 203.0.113.0/24', '_recipient_'):
+                    'smtp-auth-level', 'ip-blacklist 0.0.0.0/0', 'ip-blacklist 192.0.2.1-9',
+                    '_recipient_'):
             check(re.search(r'^\S+: %s' % re.escape(opt), rep, re.M) or re.search(r': %s:' % re.escape(opt), rep),
                   'untranslated %s not named in %r' % (opt, rep))
         check('idle-timeout-secs' not in rep and 'dns-blacklist-entry' not in rep, 'translated options named: %r' % rep)
@@ -67,10 +70,13 @@ def main():
         eq(c('badmailfrom'), 'spammer@bad.test\n@worse.test\n', 'control/badmailfrom')
         eq(open(os.path.join(out, 'env', 'LOGLEVEL')).read(), '2\n', 'env/LOGLEVEL')
         d = subprocess.run(['cdb', '-d', os.path.join(out, 'control', 'instruct.cdb')], capture_output=True).stdout
-        for k, v in ((b'192.0.2.66', b'D'), (b'198.51.100', b'D'), (b'dialup.example.test', b'D'),
+        for k, v in ((b'203.0.113', b'D'), (b'203.0.114.64', b'D'), (b'203.0.114.67', b'D'), (b'10.0', b'D'),
+                     (b'10.1', b'D'), (b'172.16', b'D'), (b'172.31', b'D'), (b'192.0.2.66', b'D'), (b'198.51.100', b'D'), (b'dialup.example.test', b'D'),
                      (b'127.0.0.1', b'+RELAYCLIENT=I'), (b'mail.example.test', b'+REQUIREPTR=0I')):
             check(b'%s->%s\n' % (k, v) in d, 'instruct entry %r -> %r missing in %r' % (k, v, d))
         check(b'127.0.0.2->+DNSBLSKIP=\0+RHSBLSKIP=' in d, 'whitelist entry: %r' % d)
+        check(b'203.0.114.68->' not in d and b'203.0.114.63->' not in d and b'10.2->' not in d and b'172.32->' not in d,
+              'entries outside the networks: %r' % d)
         print('PASS import.spamdyke_files')
     except Exception as e:
         print('FAIL import.spamdyke_files: %s' % e)
