@@ -53,7 +53,7 @@ mxguard-smtpd: $(SMTPD_OBJS) conf-ld
 qq-maildir: qq-maildir.o conf-ld
 	$(LINK) -o $@ qq-maildir.o $(LIBS)
 
-smtpd.o: smtpd.c addr.h auth.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h \
+smtpd.o: smtpd.c version.h addr.h auth.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h \
   stock.h tls.h dnsbl.h rules.h conf-cc
 	$(COMPILE) -c $(SRC)/smtpd.c -o $@
 dnsbl.o: dnsbl.c dnsbl.h control.h decision.h io.h log.h session.h conf-cc
@@ -86,9 +86,9 @@ valsql.o: valsql.c valsql.h control.h conf-cc
 	$(COMPILE) -I/usr/include/mariadb -c $(SRC)/valsql.c -o $@
 # mxguard-users: valuser's live lookup over every backend into one cdb (run as root from cron;
 # linked dynamically: start-up cost does not matter, getpwent/NSS and dlopen do)
-mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o conf-ld
-	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o $(LIBS)
-mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
+mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o version.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o version.o $(LIBS)
+mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h version.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
 rules.o: rules.c rules.h addr.h control.h dnsbl.h geoip.h log.h pattern.h stock.h valuser.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
@@ -206,3 +206,36 @@ clean:
 smtpd.o: rules.h
 instruct.o: control.h
 tls.o: log.h
+# ---- operating: version, mxguard-check, mxguard-stats, install (issue 13)
+VERSION = $(shell head -n 1 $(SRC)/VERSION)
+vpath VERSION $(SRC)
+MANDIR = $(QMAILHOME)/man
+# (prerequisite lists above are expanded when read: name the additions here too)
+SMTPD_OBJS += version.o
+PROGS += mxguard-check mxguard-stats mxguard-import
+mxguard-smtpd: version.o
+default all: mxguard-check mxguard-stats mxguard-import
+version.o: version.c version.h VERSION conf-cc
+	$(COMPILE) -DMXG_VERSION='"$(VERSION)"' -c $(SRC)/version.c -o $@
+# the checker and the statistics run by hand or from run scripts: linked dynamically
+mxguard-check: mxguard-check.o instruct.o control.o dnsbl.o io.o log.o valsql.o version.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-check.o instruct.o control.o dnsbl.o io.o log.o \
+	  valsql.o version.o $(LIBS) -ldl
+mxguard-check.o: mxguard-check.c instruct.h control.h dnsbl.h valsql.h tls.h version.h conf-cc
+	$(COMPILE) -DAUTO_QMAIL='"$(QMAILHOME)"' -c $(SRC)/mxguard-check.c -o $@
+mxguard-stats: mxguard-stats.o version.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-stats.o version.o $(LIBS)
+mxguard-stats.o: mxguard-stats.c version.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-stats.c -o $@
+mxguard-import: mxguard-import.o version.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-import.o version.o
+mxguard-import.o: mxguard-import.c version.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-import.c -o $@
+install: $(PROGS)
+	DESTDIR='$(DESTDIR)' QMAILHOME='$(QMAILHOME)' MANDIR='$(MANDIR)' SRC='$(SRC)' $(SRC)/install.sh install
+uninstall:
+	DESTDIR='$(DESTDIR)' QMAILHOME='$(QMAILHOME)' MANDIR='$(MANDIR)' SRC='$(SRC)' $(SRC)/install.sh uninstall
+clean: clean-ops
+clean-ops:
+	rm -f mxguard-check mxguard-stats mxguard-import
+.PHONY: install uninstall clean-ops

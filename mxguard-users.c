@@ -30,6 +30,7 @@
 #include <cdb_make.h>
 #include <stralloc.h>
 #include "control.h"
+#include "version.h"
 #include "log.h"
 #include "valsql.h"
 #include "valuser.h"
@@ -364,6 +365,7 @@ int main(int argc, char **argv)
   size_t i;
   int fd, r;
   (void)argv;
+  if (argc == 2 && version_arg(argv[1])) version_print("mxguard-users");
   if (argc > 1) { fprintf(stderr, "usage: mxguard-users\n"); return 100; }
   if (getuid() != geteuid()) die(100, "refusing to run setuid", 0);
   log_init();

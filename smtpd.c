@@ -32,6 +32,7 @@
 #include "stock.h"
 #include "switches.h"
 #include "tls.h"
+#include "version.h"
 #include "valuser.h"
 
 #define SMTP_LINE_MAX 2048  /* bytes before the LF; Postfix's line_length_limit */
@@ -992,6 +993,9 @@ static void restricted(const struct decision *g)
 static void args(int argc, char **argv)
 {
   if (argc < 2) return;
+  /* "mxguard-smtpd -V" alone: a host name never starts with '-' and a checkpassword program
+   * comes with a host name or contains '/', so no AUTH form can be read this way */
+  if (argc == 2 && version_arg(argv[1])) version_print("mxguard-smtpd");
   if (strchr(argv[1], '/')) auth_argv = argv + 1;
   else {
     auth_host = argv[1];
@@ -1017,6 +1021,7 @@ int main(int argc, char **argv)
     log_clients("host", s.remotehost);
     log_str("relay", s.relayclient ? "yes" : "no");
     if (auth_argv) log_str("auth", "configured");
+    if (log_on(LOG_DEBUG)) log_str("version", mxguard_version);
     log_end();
   }
   if (getenv("MXG_TRACE")) rules_trace = trace;
