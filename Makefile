@@ -16,10 +16,12 @@ LIBS = -lowfat -lcares
 
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
   valuser.o valsql.o dnsbl.o rules.o
+SMTPD_OBJS += proc.o
 PROGS = mxguard-smtpd qq-maildir mxguard-users
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
+TESTPROGS += tests/t_proc
 BENCHPROGS = bench/banner bench/qq-sink
 
 default: $(PROGS)
@@ -53,7 +55,7 @@ dnsbl.o: dnsbl.c dnsbl.h control.h decision.h io.h log.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/dnsbl.c -o $@
 addr.o: addr.c addr.h conf-cc
 	$(COMPILE) -c $(SRC)/addr.c -o $@
-auth.o: auth.c auth.h decision.h conf-cc
+auth.o: auth.c auth.h decision.h proc.h conf-cc
 	$(COMPILE) -c $(SRC)/auth.c -o $@
 tls.o: tls.c tls.h ossl.h control.h io.h conf-cc
 	$(COMPILE) -c $(SRC)/tls.c -o $@
@@ -67,7 +69,7 @@ io.o: io.c io.h conf-cc
 	$(COMPILE) -c $(SRC)/io.c -o $@
 log.o: log.c log.h conf-cc
 	$(COMPILE) -c $(SRC)/log.c -o $@
-queue.o: queue.c queue.h conf-cc
+queue.o: queue.c queue.h proc.h conf-cc
 	$(COMPILE) -c $(SRC)/queue.c -o $@
 stock.o: stock.c stock.h control.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/stock.c -o $@
@@ -88,6 +90,12 @@ rules.o: rules.c rules.h decision.h session.h conf-cc
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
 
+# proc.c: a child's exit awaited on a pidfd (qmail-queue, checkpassword)
+proc.o: proc.c proc.h conf-cc
+	$(COMPILE) -c $(SRC)/proc.c -o $@
+tests/t_proc: tests/t_proc.c proc.o proc.h tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_proc.c proc.o $(LIBS)
+
 # test and benchmark programs
 tests/.dir bench/.dir:
 	mkdir -p $(@D) && touch $@
@@ -99,16 +107,16 @@ tests/t_control: tests/t_control.c control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_control.c control.o $(LIBS)
 tests/t_data: tests/t_data.c data.o tests/blast_model.h tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_data.c data.o $(LIBS)
-tests/t_queue: tests/t_queue.c queue.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o $(LIBS)
+tests/t_queue: tests/t_queue.c queue.o proc.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o proc.o $(LIBS)
 tests/t_instruct: tests/t_instruct.c instruct.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o $(LIBS)
 tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
 tests/t_valuser: tests/t_valuser.c valuser.o valsql.o control.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_valuser.c valuser.o valsql.o control.o log.o $(LIBS)
-tests/t_auth: tests/t_auth.c auth.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o $(LIBS)
+tests/t_auth: tests/t_auth.c auth.o proc.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o proc.o $(LIBS)
 tests/t_dnsbl: tests/t_dnsbl.c dnsbl.o control.o io.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dnsbl.c dnsbl.o control.o io.o log.o $(LIBS)
 tests/t_stock: tests/t_stock.c stock.o control.o tests/check.h tests/.dir
