@@ -17,7 +17,9 @@ LIBS = -lowfat -lcares
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
   valuser.o valsql.o dnsbl.o rules.o
 SMTPD_OBJS += proc.o
+SMTPD_OBJS += tlscache.o
 PROGS = mxguard-smtpd qq-maildir mxguard-users
+PROGS += mxguard-tlscache
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
@@ -57,7 +59,7 @@ addr.o: addr.c addr.h conf-cc
 	$(COMPILE) -c $(SRC)/addr.c -o $@
 auth.o: auth.c auth.h decision.h proc.h conf-cc
 	$(COMPILE) -c $(SRC)/auth.c -o $@
-tls.o: tls.c tls.h ossl.h control.h io.h conf-cc
+tls.o: tls.c tls.h ossl.h control.h io.h tlscache.h conf-cc
 	$(COMPILE) -c $(SRC)/tls.c -o $@
 control.o: control.c control.h conf-cc conf-qmail
 	$(COMPILE) -DAUTO_QMAIL='"$(QMAILHOME)"' -c $(SRC)/control.c -o $@
@@ -89,6 +91,16 @@ rules.o: rules.c rules.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
+
+# tlscache.c: the server certificate and key as DER beside the PEM
+tlscache.o: tlscache.c tlscache.h ossl.h conf-cc
+	$(COMPILE) -c $(SRC)/tlscache.c -o $@
+mxguard-tlscache: mxguard-tlscache.o tlscache.o ossl.o control.o conf-ld
+	$(LINK) -o $@ mxguard-tlscache.o tlscache.o ossl.o control.o $(LIBS) 2>&1 | \
+	  { grep -v $(STATIC_DLOPEN_NOTE) -e "mxguard-tlscache.o: in function" || true; } >&2
+	test -f $@
+mxguard-tlscache.o: mxguard-tlscache.c tlscache.h ossl.h control.h tls.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-tlscache.c -o $@
 
 # proc.c: a child's exit awaited on a pidfd (qmail-queue, checkpassword)
 proc.o: proc.c proc.h conf-cc

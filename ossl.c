@@ -9,10 +9,12 @@
 #include "ossl.h"
 
 struct ossl ossl;
+static void *lib;
+
+void *ossl_sym(const char *name) { return lib ? dlsym(lib, name) : 0; }
 
 int ossl_load(const char **err)
 {
-  static void *lib;
   static const char *failed;
   if (lib) return 0;
   if (failed) { *err = failed; return -1; }
