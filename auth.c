@@ -201,6 +201,17 @@ static int reap(pid_t pid, int pidfd, long long deadline)
   return WEXITSTATUS(st) == 111 ? AUTH_ECHILD : WEXITSTATUS(st) ? 1 : 0;
 }
 
+/* putcreds - write buf[w..n) to the non-blocking pipe until it is full or fails; new w */
+static int putcreds(int fd, const char *buf, size_t n, int w)
+{
+  while (w < (int)n) {
+    ssize_t r = write(fd, buf + w, n - (size_t)w);
+    if (r <= 0 && errno != EINTR) break;
+    if (r > 0) w += (int)r;
+  }
+  return w;
+}
+
 int auth_checkpw(char **argv, const char *user, const char *pass, const char *chal,
                  unsigned long timeout_ms)
 {
@@ -217,21 +228,20 @@ int auth_checkpw(char **argv, const char *user, const char *pass, const char *ch
     close(p[0]); close(p[1]);
     return AUTH_EPIPE;
   }
-  pid = spawn(argv, p[0], null);
-  if (pid == -1) { close(p[0]); close(p[1]); close(null); return AUTH_EFORK; }
-  close(p[0]);
-  close(null);
-  pidfd = proc_pidfd(pid);
   memcpy(buf, user, lu + 1); n = lu + 1;
   memcpy(buf + n, pass, lp + 1); n += lp + 1;
   memcpy(buf + n, chal, lc + 1); n += lc + 1;
-  /* at most 36 KB: fits in a pipe, so the write cannot block on a child that never reads */
+  /* at most 36 KB, written before the child exists: it fits in a pipe (64 KB unless the
+   * user's pipe pages are limited), so neither a child that never reads nor one that is
+   * already gone (EPIPE) matters; what did not fit is written after the start */
   fcntl(p[1], F_SETFL, O_NONBLOCK);
-  while (w < (int)n) {
-    ssize_t r = write(p[1], buf + w, n - (size_t)w);
-    if (r <= 0 && errno != EINTR) break;
-    if (r > 0) w += (int)r;
-  }
+  w = putcreds(p[1], buf, n, 0);
+  pid = spawn(argv, p[0], null);
+  if (pid == -1) { memset(buf, 0, n); close(p[0]); close(p[1]); close(null); return AUTH_EFORK; }
+  close(p[0]);
+  close(null);
+  pidfd = proc_pidfd(pid);
+  if (w < (int)n) w = putcreds(p[1], buf, n, w);
   memset(buf, 0, n);
   close(p[1]);
   n = (size_t)w == n;
