@@ -184,7 +184,7 @@ def test_tool_writes_cache_owned_like_the_pem(srv):
     srv.configure(control={'me': ME, 'servercert.pem': (EC_A[0], 0o640)})
     pem, der = paths(srv)
     tool = os.path.join(MXG_BIN, 'mxguard-tlscache')
-    env = {'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'}
+    env = dict(os.environ, QMAILHOME=srv.home)  # keeps make check's ASAN_OPTIONS
     r = subprocess.run([tool, '-n'], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     eq(r.returncode, 1, '-n without a cache: %r' % r.stdout)
     if os.geteuid() == 0:
@@ -202,7 +202,7 @@ def test_tool_writes_cache_owned_like_the_pem(srv):
     os.utime(pem)
     r = subprocess.run([tool, '-n'], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     eq(r.returncode, 1, '-n after the PEM changed: %r' % r.stdout)
-    r = subprocess.run([tool], env={'QMAILHOME': os.path.join(srv.dir, 'nowhere')},
+    r = subprocess.run([tool], env=dict(env, QMAILHOME=os.path.join(srv.dir, 'nowhere')),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     eq(r.returncode, 111, 'no qmail home: %r' % r.stdout)
 
