@@ -6,9 +6,11 @@
  * by the smtpd, or by "mxguard-tlscache" run as root; it is used only while it was made from
  * the very same PEM file (device, inode, size, mtime and ctime recorded in it), so replacing
  * or editing the PEM makes it stale and it is rewritten. It holds the private key: it is
- * never group- or world-writable nor world-readable, opened without following a symbolic
- * link, and must be a regular file of at most TLSCACHE_MAX bytes, owned by us or by the
- * PEM's owner; otherwise it is ignored and the PEM is used. RSA and EC keys are cached;
+ * written readable by exactly whom the PEM is readable (owner, and group or others only
+ * when the PEM is), never group- or world-writable; it is used only when it is no more
+ * readable than the PEM, not group- or world-writable, a regular file (opened without
+ * following a symbolic link) of at most TLSCACHE_MAX bytes, owned by us or by the PEM's
+ * owner; otherwise it is ignored and the PEM is used. RSA and EC keys are cached;
  * other key types keep the PEM path.
  * Format: "mxguard-tls-der 1\n", the PEM's identity (7 x 8 bytes), the key type, the number
  * of certificates, then the key and each certificate (leaf first) as a 4-byte length and DER
@@ -111,7 +113,7 @@ static long readcache(const char *pem, const struct stat *pst)
   fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd == -1) return -1;
   if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > TLSCACHE_MAX ||
-      (st.st_mode & 022) || (st.st_mode & 007) ||
+      (st.st_mode & 022) || (st.st_mode & 044 & ~pst->st_mode) ||
       (st.st_uid != geteuid() && st.st_uid != pst->st_uid)) {
     close(fd);
     return -1;
@@ -237,7 +239,7 @@ int tlscache_save(SSL_CTX *ctx, const char *pem, const struct stat *st)
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd == -1) return -1;
   if (!geteuid() && fchown(fd, st->st_uid, st->st_gid) == -1) goto fail;
-  if (fchmod(fd, (st->st_mode & 040) ? 0640 : 0600) == -1) goto fail;
+  if (fchmod(fd, 0600 | (st->st_mode & 044)) == -1) goto fail;
   while (w < n) {
     ssize_t r = write(fd, buf + w, n - w);
     if (r == -1 && errno == EINTR) continue;

@@ -14,8 +14,8 @@ int tlscache_path(const char *pem, char *out, size_t size);
 int tlscache_load(SSL_CTX *ctx, const char *pem);
 
 /* tlscache_save - after ctx was loaded from pem (whose stat before loading is *st): write
- * the cache, atomically (a new file with O_EXCL, fsync, rename), mode 0600 (0640 when the
- * PEM is group-readable), owned like the PEM when we are root. Best effort: 0 written, -1 not
+ * the cache, atomically (a new file with O_EXCL, fsync, rename), mode 0600 plus the PEM's
+ * group and other read bits, owned like the PEM when we are root. Best effort: 0 written, -1 not
  * (read-only control directory, a key type other than RSA or EC, the PEM changed meanwhile) */
 int tlscache_save(SSL_CTX *ctx, const char *pem, const struct stat *st);
 #endif

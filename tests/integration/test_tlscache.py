@@ -96,12 +96,12 @@ def paths(srv):
 
 @case
 def test_ecdsa_and_cache_written(srv):
-    srv.configure(control={'me': ME, 'servercert.pem': EC_A[0]})
+    srv.configure(control={'me': ME, 'servercert.pem': (EC_A[0], 0o600)})
     pem, der = paths(srv)
     eq(served(srv), EC_A[1], 'ECDSA P-256 certificate served from the PEM')
     check(os.path.isfile(der), 'control/servercert.der written at the first STARTTLS')
     mode = stat.S_IMODE(os.stat(der).st_mode)
-    check(not mode & 0o027, 'cache mode %o: not world-readable, not group-writable' % mode)
+    eq(mode, 0o600, 'cache mode for a 0600 PEM')
     eq(served(srv), EC_A[1], 'ECDSA certificate served again (from the cache)')
     check(not [n for n in os.listdir(srv.control) if '.tmp.' in n], 'no temporary file left')
 
@@ -126,13 +126,18 @@ def test_cache_is_used_and_goes_stale(srv):
 
 @case
 def test_unsafe_or_corrupt_cache_ignored(srv):
-    srv.configure(control={'me': ME, 'servercert.pem': EC_A[0]})
+    srv.configure(control={'me': ME, 'servercert.pem': (EC_A[0], 0o640)})
     pem, der = paths(srv)
     forged = cache_for(pem, 'ec', EC_B[2], [EC_B[1]])
     with open(der, 'wb') as f:
         f.write(forged)
     os.chmod(der, 0o644)
-    eq(served(srv), EC_A[1], 'a world-readable cache is ignored')
+    eq(served(srv), EC_A[1], 'a cache more readable than the PEM is ignored')
+    eq(stat.S_IMODE(os.stat(der).st_mode), 0o640, 'rewritten as readable as the PEM')
+    with open(der, 'wb') as f:
+        f.write(forged)
+    os.chmod(der, 0o660)
+    eq(served(srv), EC_A[1], 'a group-writable cache is ignored')
     os.unlink(der)
     alt = os.path.join(srv.dir, 'elsewhere.der')
     with open(alt, 'wb') as f:
@@ -160,6 +165,7 @@ def test_rsa(srv):
     pem, der = paths(srv)
     eq(served(srv), RSA_A[1], 'RSA certificate from the PEM')
     check(os.path.isfile(der), 'cache written for RSA')
+    eq(stat.S_IMODE(os.stat(der).st_mode), 0o644, 'a world-readable PEM (0644) gives a 0644 cache')
     eq(served(srv), RSA_A[1], 'RSA certificate from the cache')
 
 
