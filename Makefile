@@ -22,6 +22,10 @@ TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_
   tests/t_dnsbl tests/t_rules
 SMTPD_OBJS += switches.o
 TESTPROGS += tests/t_switches
+SMTPD_OBJS += proc.o
+SMTPD_OBJS += tlscache.o
+PROGS += mxguard-tlscache
+TESTPROGS += tests/t_proc
 BENCHPROGS = bench/banner bench/qq-sink
 # geoip (rules below, "geoip:")
 SMTPD_OBJS += geoip.o
@@ -60,9 +64,9 @@ dnsbl.o: dnsbl.c dnsbl.h control.h decision.h io.h log.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/dnsbl.c -o $@
 addr.o: addr.c addr.h conf-cc
 	$(COMPILE) -c $(SRC)/addr.c -o $@
-auth.o: auth.c auth.h decision.h conf-cc
+auth.o: auth.c auth.h decision.h proc.h conf-cc
 	$(COMPILE) -c $(SRC)/auth.c -o $@
-tls.o: tls.c tls.h ossl.h control.h io.h conf-cc
+tls.o: tls.c tls.h ossl.h control.h io.h tlscache.h conf-cc
 	$(COMPILE) -c $(SRC)/tls.c -o $@
 control.o: control.c control.h conf-cc conf-qmail
 	$(COMPILE) -DAUTO_QMAIL='"$(QMAILHOME)"' -c $(SRC)/control.c -o $@
@@ -74,7 +78,7 @@ io.o: io.c io.h conf-cc
 	$(COMPILE) -c $(SRC)/io.c -o $@
 log.o: log.c log.h conf-cc
 	$(COMPILE) -c $(SRC)/log.c -o $@
-queue.o: queue.c queue.h conf-cc
+queue.o: queue.c queue.h proc.h conf-cc
 	$(COMPILE) -c $(SRC)/queue.c -o $@
 stock.o: stock.c stock.h control.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/stock.c -o $@
@@ -134,6 +138,21 @@ install-control:
 	  test -e $$d || { cp $(SRC)/control/$$f $$d.new && chmod 644 $$d.new && mv $$d.new $$d; } \
 	  || exit 1; done
 .PHONY: install-control
+# tlscache.c: the server certificate and key as DER beside the PEM
+tlscache.o: tlscache.c tlscache.h ossl.h conf-cc
+	$(COMPILE) -c $(SRC)/tlscache.c -o $@
+mxguard-tlscache: mxguard-tlscache.o tlscache.o ossl.o control.o conf-ld
+	$(LINK) -o $@ mxguard-tlscache.o tlscache.o ossl.o control.o $(LIBS) 2>&1 | \
+	  { grep -v $(STATIC_DLOPEN_NOTE) -e "mxguard-tlscache.o: in function" || true; } >&2
+	test -f $@
+mxguard-tlscache.o: mxguard-tlscache.c tlscache.h ossl.h control.h tls.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-tlscache.c -o $@
+
+# proc.c: a child's exit awaited on a pidfd (qmail-queue, checkpassword)
+proc.o: proc.c proc.h conf-cc
+	$(COMPILE) -c $(SRC)/proc.c -o $@
+tests/t_proc: tests/t_proc.c proc.o proc.h tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_proc.c proc.o $(LIBS)
 
 # test and benchmark programs
 tests/.dir bench/.dir:
@@ -146,16 +165,16 @@ tests/t_control: tests/t_control.c control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_control.c control.o $(LIBS)
 tests/t_data: tests/t_data.c data.o tests/blast_model.h tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_data.c data.o $(LIBS)
-tests/t_queue: tests/t_queue.c queue.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o $(LIBS)
+tests/t_queue: tests/t_queue.c queue.o proc.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_queue.c queue.o proc.o $(LIBS)
 tests/t_instruct: tests/t_instruct.c instruct.o control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o control.o $(LIBS)
 tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
 tests/t_valuser: tests/t_valuser.c valuser.o valsql.o control.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_valuser.c valuser.o valsql.o control.o log.o $(LIBS)
-tests/t_auth: tests/t_auth.c auth.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o $(LIBS)
+tests/t_auth: tests/t_auth.c auth.o proc.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o proc.o $(LIBS)
 tests/t_dnsbl: tests/t_dnsbl.c dnsbl.o control.o io.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dnsbl.c dnsbl.o control.o io.o log.o $(LIBS)
 tests/t_rules: tests/t_rules.c rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o stock.o \

@@ -7,7 +7,8 @@
  * (seconds the child may take, default 30), AUTHDELAY (seconds before a 535, default 5) and
  * AUTHFAILMAX (failures before the session is closed, default 5). A checkpassword that cannot
  * be started, crashes, exits 111 or outlives AUTHTIMEOUT (it is killed) gives 454, never a
- * permit; any other non-zero exit is a refusal (535).
+ * permit; any other non-zero exit is a refusal (535). The child is started with vfork() and
+ * awaited on its pidfd within AUTHTIMEOUT (proc.c), not by polling waitpid().
  * Secrets: decoded passwords are zeroed after use, never logged, never in argv or environment;
  * CR or LF inside decoded credentials is malformed (501). */
 #define _GNU_SOURCE  /* close_range */
@@ -24,6 +25,7 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include "auth.h"
+#include "proc.h"
 
 static const char *cram_host;
 static char **checkprog;
@@ -164,49 +166,56 @@ static void zero(void)
   for (p = dec2, i = 0; i < sizeof dec2; ++i) p[i] = 0;
 }
 
-/* child - fd 3 the pipe, fd 0 and 1 /dev/null: the checkpassword program must never talk
- * to the client (under TLS it would corrupt the stream); fd 2 stays the log */
-static void child(char **argv, int fd)
+/* child - runs inside vfork(): fd 3 the pipe, fd 0 and 1 null (opened by the parent): the
+ * checkpassword program must never talk to the client (under TLS it would corrupt the
+ * stream); fd 2 stays the log. Only system calls on its own arguments, then exec or _exit. */
+static void child(char **argv, int fd, int null)
 {
-  int null;
   if (fd != 3) { if (dup2(fd, 3) == -1) _exit(111); close(fd); }
   if (close_range(4, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {  /* only what the protocol gives */
     int i;
     for (i = 4; i < 1024; ++i) fcntl(i, F_SETFD, FD_CLOEXEC);
   }
-  null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null == -1 || dup2(null, 0) == -1 || dup2(null, 1) == -1) _exit(111);
+  if (dup2(null, 0) == -1 || dup2(null, 1) == -1) _exit(111);
   if (null > 3) close(null);
   signal(SIGPIPE, SIG_DFL);
   execvp(argv[0], argv);
   _exit(111);
 }
 
-static long long now_ms(void)
+/* spawn - the child on its own frame, so that vfork() cannot clobber the caller's locals */
+static pid_t spawn(char **argv, int fd, int null)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  pid_t pid = vfork();
+  if (!pid) child(argv, fd, null);
+  return pid;
 }
 
-/* reap - wait for pid until deadline, polling every few ms; kill it at the deadline */
-static int reap(pid_t pid, long long deadline)
+/* reap - wait for pid until deadline on its pidfd; kill it at the deadline */
+static int reap(pid_t pid, int pidfd, long long deadline)
 {
-  int st;
-  for (;;) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid) break;
-    if (r == -1 && errno != EINTR) return AUTH_ECHILD;
-    if (now_ms() >= deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return AUTH_ECHILD;
-    }
-    poll(0, 0, 5);
+  int st, r = proc_wait(pid, pidfd, &st, deadline);
+  if (pidfd >= 0) close(pidfd);
+  if (r == -1) return AUTH_ECHILD;
+  if (!r) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) == -1 && errno == EINTR) {}
+    return AUTH_ECHILD;
   }
   if (!WIFEXITED(st)) return AUTH_ECHILD;
   /* checkpassword's 111 is a temporary problem (and our own exec failure), not a refusal */
   return WEXITSTATUS(st) == 111 ? AUTH_ECHILD : WEXITSTATUS(st) ? 1 : 0;
+}
+
+/* putcreds - write buf[w..n) to the non-blocking pipe until it is full or fails; new w */
+static int putcreds(int fd, const char *buf, size_t n, int w)
+{
+  while (w < (int)n) {
+    ssize_t r = write(fd, buf + w, n - (size_t)w);
+    if (r <= 0 && errno != EINTR) break;
+    if (r > 0) w += (int)r;
+  }
+  return w;
 }
 
 int auth_checkpw(char **argv, const char *user, const char *pass, const char *chal,
@@ -214,29 +223,35 @@ int auth_checkpw(char **argv, const char *user, const char *pass, const char *ch
 {
   static char buf[3 * (AUTH_LINE_MAX + 1)];
   size_t n = 0, lu = strlen(user), lp = strlen(pass), lc = strlen(chal);
-  int p[2], w = 0;
+  int p[2], w = 0, null, pidfd;
   pid_t pid;
-  long long deadline = now_ms() + (long long)timeout_ms;
+  long long deadline = proc_now_ms() + (long long)timeout_ms;
   if (lu + lp + lc + 3 > sizeof buf) return 1;
   if (pipe(p) == -1) return AUTH_EPIPE;
-  pid = fork();
-  if (pid == -1) { close(p[0]); close(p[1]); return AUTH_EFORK; }
-  if (!pid) { close(p[1]); child(argv, p[0]); }
-  close(p[0]);
+  /* our end is close-on-exec, so the child does not need to close it */
+  if (fcntl(p[1], F_SETFD, FD_CLOEXEC) == -1 ||
+      (null = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1) {
+    close(p[0]); close(p[1]);
+    return AUTH_EPIPE;
+  }
   memcpy(buf, user, lu + 1); n = lu + 1;
   memcpy(buf + n, pass, lp + 1); n += lp + 1;
   memcpy(buf + n, chal, lc + 1); n += lc + 1;
-  /* at most 36 KB: fits in a pipe, so the write cannot block on a child that never reads */
+  /* at most 36 KB, written before the child exists: it fits in a pipe (64 KB unless the
+   * user's pipe pages are limited), so neither a child that never reads nor one that is
+   * already gone (EPIPE) matters; what did not fit is written after the start */
   fcntl(p[1], F_SETFL, O_NONBLOCK);
-  while (w < (int)n) {
-    ssize_t r = write(p[1], buf + w, n - (size_t)w);
-    if (r <= 0 && errno != EINTR) break;
-    if (r > 0) w += (int)r;
-  }
+  w = putcreds(p[1], buf, n, 0);
+  pid = spawn(argv, p[0], null);
+  if (pid == -1) { memset(buf, 0, n); close(p[0]); close(p[1]); close(null); return AUTH_EFORK; }
+  close(p[0]);
+  close(null);
+  pidfd = proc_pidfd(pid);
+  if (w < (int)n) w = putcreds(p[1], buf, n, w);
   memset(buf, 0, n);
   close(p[1]);
   n = (size_t)w == n;
-  w = reap(pid, deadline);
+  w = reap(pid, pidfd, deadline);
   if (!n && !w) return AUTH_EWRITE;
   return w;
 }

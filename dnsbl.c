@@ -333,13 +333,14 @@ static void wready(const struct pollfd *p, int n, void *ctx)
 
 static const struct io_watch watch = {wfill, wready, wtimeout, 0};
 
-/* servers - DNSSERVERS, else control/dnsservers (ip[:port] a line), else /etc/resolv.conf */
-static int servers(void)
+/* servers - DNSSERVERS, else control/dnsservers (ip[:port] a line), as c-ares' csv in *x;
+ * 1 given, 0 none (/etc/resolv.conf), -1 unreadable */
+static int servers(const char **x)
 {
   static stralloc sa, csv;
-  const char *x = envval[E_DNSSERVERS];
   size_t i;
-  if (!x) {
+  *x = envval[E_DNSSERVERS];
+  if (!*x) {
     int r = control_readfile(&sa, "control/dnsservers");
     if (r == -1) return -1;
     if (!r || !sa.len) return 0;
@@ -347,21 +348,23 @@ static int servers(void)
     for (i = 0; i < sa.len; i += strlen(sa.s + i) + 1)
       if ((csv.len && !stralloc_cats(&csv, ",")) || !stralloc_cats(&csv, sa.s + i)) return -1;
     if (!stralloc_0(&csv)) return -1;
-    x = csv.s;
+    *x = csv.s;
   }
-  if (!*x) return 0;
-  if (x[strcspn(x, " \t")]) {  /* "a b", "a, b": commas and blanks both separate */
-    csv.len = 0;
-    for (i = 0; x[i]; ++i) {
-      char c = x[i] == ' ' || x[i] == '\t' ? ',' : x[i];
-      if (c == ',' && (!csv.len || csv.s[csv.len - 1] == ',')) continue;
-      if (!stralloc_append(&csv, &c)) return -1;
+  if (!**x) return 0;
+  if ((*x)[strcspn(*x, " \t")]) {  /* "a b", "a, b": commas and blanks both separate */
+    static stralloc norm;
+    const char *in = *x;
+    norm.len = 0;
+    for (i = 0; in[i]; ++i) {
+      char c = in[i] == ' ' || in[i] == '\t' ? ',' : in[i];
+      if (c == ',' && (!norm.len || norm.s[norm.len - 1] == ',')) continue;
+      if (!stralloc_append(&norm, &c)) return -1;
     }
-    while (csv.len && csv.s[csv.len - 1] == ',') --csv.len;
-    if (!stralloc_0(&csv)) return -1;
-    x = csv.s;
+    while (norm.len && norm.s[norm.len - 1] == ',') --norm.len;
+    if (!stralloc_0(&norm)) return -1;
+    *x = norm.s;
   }
-  return ares_set_servers_ports_csv(ch, x) == ARES_SUCCESS ? 0 : -1;
+  return **x != 0;
 }
 
 static void logerr(const char *what, const char *detail)
@@ -374,26 +377,40 @@ static void logerr(const char *what, const char *detail)
   log_end();
 }
 
-/* channel - the session's c-ares channel, made on first need; 0 or -1 (checks fail open/4xx) */
+/* channel - the session's c-ares channel, made on first need; 0 or -1 (checks fail open/4xx).
+ * When the servers are configured here, every setting c-ares would otherwise look up in
+ * /etc/resolv.conf (and nsswitch.conf, host.conf) is given as an option - no servers yet,
+ * no search domains (ares_query never searches), no sortlist, ndots 1 - so it reads no file,
+ * and the servers are set after. */
 static int channel(void)
 {
   struct ares_options o;
-  int tmo;
+  const char *csv;
+  int tmo, mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS | ARES_OPT_SOCK_STATE_CB;
+  int given;
   if (chok) return chok > 0 ? 0 : -1;
   chok = -1;
+  if ((given = servers(&csv)) == -1) {
+    logerr("servers", envval[E_DNSSERVERS] ? envval[E_DNSSERVERS] : "control/dnsservers");
+    return -1;
+  }
   memset(&o, 0, sizeof o);
+  if (given) {
+    mask |= ARES_OPT_SERVERS | ARES_OPT_DOMAINS | ARES_OPT_SORTLIST | ARES_OPT_NDOTS;
+    o.nservers = o.ndomains = o.nsort = 0;
+    o.ndots = 1;
+  }
   tmo = (int)(budget / 4);
   o.timeout = tmo < 50 ? 50 : tmo;
   o.tries = 2;
   o.lookups = (char *)"b";
   o.sock_state_cb = sockstate;
   if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS ||
-      ares_init_options(&ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS |
-                        ARES_OPT_SOCK_STATE_CB) != ARES_SUCCESS) {
+      ares_init_options(&ch, &o, mask) != ARES_SUCCESS) {
     logerr("init", 0);
     return -1;
   }
-  if (servers() == -1) {
+  if (given && ares_set_servers_ports_csv(ch, csv) != ARES_SUCCESS) {
     logerr("servers", envval[E_DNSSERVERS] ? envval[E_DNSSERVERS] : "control/dnsservers");
     ares_destroy(ch);
     return -1;

@@ -9,10 +9,36 @@
 #include "ossl.h"
 
 struct ossl ossl;
+static void *lib;
+
+void *ossl_sym(const char *name) { return lib ? dlsym(lib, name) : 0; }
+
+/* ossl_errstrings - the error texts, loaded when an error is to be shown: loading them at
+ * initialisation costs every STARTTLS about 1.2 M instructions. OpenSSL's own loader cannot
+ * run after OPENSSL_INIT_NO_LOAD_*_STRINGS, the per-library ones can; DECODER and PROV have
+ * none (their reasons show as numbers, their library by name). */
+void ossl_errstrings(void)
+{
+  static const char *const loaders[] = {
+    "ERR_load_ERR_strings", "ERR_load_SSL_strings", "ERR_load_PEM_strings", "ERR_load_X509_strings",
+    "ERR_load_X509V3_strings", "ERR_load_ASN1_strings", "ERR_load_EVP_strings", "ERR_load_EC_strings",
+    "ERR_load_RSA_strings", "ERR_load_BIO_strings", "ERR_load_BN_strings", "ERR_load_BUF_strings",
+    "ERR_load_CRYPTO_strings", "ERR_load_OBJ_strings", "ERR_load_RAND_strings", "ERR_load_DH_strings",
+    "ERR_load_DSA_strings", "ERR_load_OSSL_STORE_strings", "ERR_load_PKCS12_strings",
+    "ERR_load_PKCS7_strings", "ERR_load_CONF_strings", "ERR_load_KDF_strings"};
+  static int done;
+  size_t i;
+  if (done || !lib) return;
+  done = 1;
+  for (i = 0; i < sizeof loaders / sizeof loaders[0]; ++i) {
+    int (*load)(void);
+    *(void **)&load = dlsym(lib, loaders[i]);
+    if (load) load();
+  }
+}
 
 int ossl_load(const char **err)
 {
-  static void *lib;
   static const char *failed;
   if (lib) return 0;
   if (failed) { *err = failed; return -1; }

@@ -63,6 +63,10 @@ extern struct ossl ossl;
 
 /* ossl_load - dlopen the library once; 0, or -1 with *err saying why */
 int ossl_load(const char **err);
+/* ossl_sym - another function of the loaded library (or of libcrypto), or 0 */
+void *ossl_sym(const char *name);
+/* ossl_errstrings - load OpenSSL's error texts (tls.c starts without them) */
+void ossl_errstrings(void);
 
 #ifndef OSSL_IMPL
 #define ERR_clear_error (ossl.ERR_clear_error)

@@ -1,10 +1,13 @@
-/* queue.c - hands an accepted message to qmail-queue with its protocol: fork and exec
+/* queue.c - hands an accepted message to qmail-queue with its protocol: vfork and exec
  * $QMAILQUEUE (relative to the qmail home) or bin/qmail-queue before the 354, the message on
  * its fd 0, the envelope (F sender NUL, T recipient NUL..., NUL) on its fd 1, and notqmail's
  * custom error channel on its fd 6. Writes the stock Received line. Maps the exit status to
  * a reply exactly as qmail's qmail_close() does: 11-40 permanent, everything else, a crash or
  * a failed wait temporary. Every write and the wait have a deadline: a qmail-queue that stops
- * reading or never exits is killed, and the client gets a 451. */
+ * reading or never exits is killed, and the client gets a 451. The wait is one poll() on the
+ * fd 6 pipe and the child's pidfd (proc.c): no sleep, and a qmail-queue that exits while
+ * something else (a child of its own) keeps fd 6 open is reaped at once, its exit status
+ * counts. */
 #define _GNU_SOURCE  /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +20,7 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include <fmt.h>
+#include "proc.h"
 #include "queue.h"
 
 static long long deadline_ms = 1200000;
@@ -72,11 +76,9 @@ static ssize_t qqwrite(int fd, const char *buf, size_t len)
 /* high - a copy of fd above the child's three targets, without FD_CLOEXEC */
 static int high(int fd) { return fcntl(fd, F_DUPFD, 10); }
 
-static void child(int m, int e, int c)
+/* child - runs inside vfork(): only system calls on its own locals, then exec or _exit */
+static void child(char **argv, int m, int e, int c)
 {
-  const char *prog = getenv("QMAILQUEUE");
-  char *argv[2];
-  if (!prog) prog = "bin/qmail-queue";
   if ((m = high(m)) == -1 || (e = high(e)) == -1 || (c = high(c)) == -1) _exit(120);
   /* whatever else is open (a library's socket, a cdb) is not qmail-queue's: close-on-exec;
    * dup2 below clears the flag on the three targets */
@@ -86,9 +88,7 @@ static void child(int m, int e, int c)
   }
   if (dup2(m, 0) == -1 || dup2(e, 1) == -1 || dup2(c, QQ_ERRFD) == -1) _exit(120);
   close(m); close(e); close(c);  /* the pipes themselves are close-on-exec */
-  argv[0] = (char *)prog;
-  argv[1] = 0;
-  execv(prog, argv);
+  execv(argv[0], argv);
   _exit(120);
 }
 
@@ -97,13 +97,19 @@ static void closepair(int p[2]) { close(p[0]); close(p[1]); }
 int qq_open(struct qq *q)
 {
   int pm[2], pe[2], pc[2];
+  char *argv[2];
+  argv[0] = getenv("QMAILQUEUE");
+  if (!argv[0]) argv[0] = (char *)"bin/qmail-queue";
+  argv[1] = 0;
   if (pipe2(pm, O_CLOEXEC) == -1) return -1;
   if (pipe2(pe, O_CLOEXEC) == -1) { closepair(pm); return -1; }
   if (pipe2(pc, O_CLOEXEC) == -1) { closepair(pm); closepair(pe); return -1; }
-  q->pid = fork();
+  /* vfork: no copy of our page tables; we resume once the child has exec'd (or failed) */
+  q->pid = vfork();
   if (q->pid == -1) { closepair(pm); closepair(pe); closepair(pc); return -1; }
-  if (!q->pid) child(pm[0], pe[0], pc[1]);
+  if (!q->pid) child(argv, pm[0], pe[0], pc[1]);
   close(pm[0]); close(pe[0]); close(pc[1]);
+  q->pidfd = proc_pidfd(q->pid);
   q->fdm = pm[1]; q->fde = pe[1]; q->fdc = pc[0];
   /* non-blocking, so that poll() deadlines hold even for a qmail-queue that stops reading */
   fcntl(q->fdm, F_SETFL, O_NONBLOCK);
@@ -232,43 +238,58 @@ const char *qq_exitmsg(int exitcode)
   return "Zqq temporary problem (#4.3.0)";
 }
 
-/* readerr - the custom error text, until EOF (the child exited) or the deadline; cut at
- * QQ_ERRTEXT_MAX bytes and at the first CR or LF so it cannot break the reply.
- * 1: EOF seen; 0: deadline passed */
-static int readerr(int fd, char *out, size_t *len, long long until)
+/* take - append what qmail-queue wrote on fd 6 to the custom error text: at most
+ * QQ_ERRTEXT_MAX bytes, cut at the first CR, LF or NUL so it cannot break the reply */
+static void take(const char *tmp, size_t r, char *out, size_t *len, int *cut)
 {
-  char tmp[512];
-  int cut = 0;
-  *len = 0;
-  for (;;) {
-    ssize_t r;
-    size_t i;
-    if (!ready(fd, POLLIN, until)) return 0;
-    r = read(fd, tmp, sizeof tmp);
-    if (r == -1 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (r <= 0) return 1;
-    for (i = 0; i < (size_t)r && !cut; ++i) {
-      if (tmp[i] == '\r' || tmp[i] == '\n' || !tmp[i] || *len == QQ_ERRTEXT_MAX) { cut = 1; break; }
-      out[(*len)++] = tmp[i];
-    }
+  size_t i;
+  for (i = 0; i < r && !*cut; ++i) {
+    if (tmp[i] == '\r' || tmp[i] == '\n' || !tmp[i] || *len == QQ_ERRTEXT_MAX) { *cut = 1; break; }
+    out[(*len)++] = tmp[i];
   }
 }
 
-/* waitfor - the child's exit before the deadline (it may close fd 6 and go on living):
- * 1 exited, 0 deadline passed, -1 wait error */
-static int waitfor(int pid, int *wstat, long long until)
+/* drain - read fd 6 until it would block (0) or EOF (1); a bounded number of reads, since
+ * whatever holds it open may keep writing */
+static int drain(int fd, char *out, size_t *len, int *cut)
 {
-  long step = 20000;  /* ns: the child is usually gone microseconds after closing fd 6 */
+  char tmp[512];
+  int i;
+  for (i = 0; i < 64; ++i) {
+    ssize_t r = read(fd, tmp, sizeof tmp);
+    if (r == -1 && errno == EINTR) continue;
+    if (r == -1 && errno == EAGAIN) return 0;
+    if (r <= 0) return 1;
+    take(tmp, (size_t)r, out, len, cut);
+  }
+  return 0;
+}
+
+/* finish - the custom error text and the exit, before the deadline. qmail's rule is fd 6 to
+ * EOF, then the exit status; with a pidfd the exit ends the wait even when fd 6 is still held
+ * open elsewhere (what the child wrote before exiting is in the pipe and is read first).
+ * 1 exited (*wstat set), 0 deadline passed, -1 wait error */
+static int finish(struct qq *q, char *out, size_t *len, int *wstat, long long until)
+{
+  int eof = 0, cut = 0;
+  *len = 0;
   for (;;) {
-    struct timespec ts;
-    int r = waitpid(pid, wstat, WNOHANG);
-    if (r == pid) return 1;
+    struct pollfd p[2];
+    long long left;
+    int n = 0, r;
+    if (eof) return proc_wait(q->pid, q->pidfd, wstat, until);
+    left = until - proc_now_ms();
+    if (left <= 0) return 0;
+    p[n].fd = q->fdc; p[n].events = POLLIN; p[n++].revents = 0;
+    if (q->pidfd >= 0) { p[n].fd = q->pidfd; p[n].events = POLLIN; p[n++].revents = 0; }
+    r = poll(p, (nfds_t)n, left > 86400000 ? 86400000 : (int)left);
     if (r == -1 && errno != EINTR) return -1;
-    if (now_ms() >= until) return 0;
-    ts.tv_sec = 0;
-    ts.tv_nsec = step;
-    nanosleep(&ts, 0);
-    if (step < 50000000) step *= 2;
+    if (r <= 0) continue;
+    if (p[0].revents) eof = drain(q->fdc, out, len, &cut);
+    if (n == 2 && p[1].revents) {
+      r = proc_reaped(q->pid, wstat);
+      if (r) { if (!eof) drain(q->fdc, out, len, &cut); return r; }
+    }
   }
 }
 
@@ -293,10 +314,10 @@ const char *qq_close(struct qq *q, const char *from, size_t fromlen, const char 
   if (!q->err) buffer_flush(&q->b);
   close(q->fde);
   until = now_ms() + deadline_ms;
-  exited = readerr(q->fdc, custom, &clen, until);
-  if (exited) exited = waitfor(q->pid, &wstat, until);
+  exited = finish(q, custom, &clen, &wstat, until);
   close(q->fdc);
   lastwait = -1;
+  if (q->pidfd >= 0) close(q->pidfd);
   if (exited == -1) return "Zqq waitpid surprise (#4.3.0)";
   if (!exited) {
     kill(q->pid, SIGKILL);

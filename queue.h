@@ -9,6 +9,7 @@
 
 struct qq {
   int pid;
+  int pidfd;          /* proc_pidfd(pid), or -1 */
   int fdm, fde, fdc;  /* message, envelope, custom error */
   int err;            /* a write failed or the message was refused locally */
   buffer b;
@@ -16,7 +17,7 @@ struct qq {
 };
 
 void qq_settimeout(unsigned long seconds);
-int qq_open(struct qq *q);  /* fork+exec $QMAILQUEUE or bin/qmail-queue; -1: 451 qqt failure */
+int qq_open(struct qq *q);  /* vfork+exec $QMAILQUEUE or bin/qmail-queue; -1: 451 qqt failure */
 void qq_put(struct qq *q, const char *s, size_t len);
 void qq_fail(struct qq *q);
 void qq_received(struct qq *q, const char *protocol, const char *local, const char *remoteip,

@@ -28,6 +28,7 @@
 #include "io.h"
 #include "log.h"
 #include "tls.h"
+#include "tlscache.h"
 
 #define SNI_MAX 253  /* a DNS name */
 
@@ -108,6 +109,7 @@ static const char *sslerr(void)
   static char buf[256];
   unsigned long e = ERR_get_error();
   if (!e) return "unknown error";
+  ossl_errstrings();
   ERR_error_string_n(e, buf, sizeof buf);
   ERR_clear_error();
   return buf;
@@ -199,7 +201,13 @@ int starttls_prepare(const char **err)
   if (ossl_load(err) == -1) return -1;
   /* no openssl.cnf: it could name engines or providers to load; everything we need is set
    * here */
-  if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, 0)) { *err = sslerr(); return -1; }
+  if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS |
+                        OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_LOAD_SSL_STRINGS, 0)) {
+    /* TLS fetches its ciphers from the provider by name: the legacy table of every cipher
+     * (1.9 M instructions) is not built; the error texts are loaded only to show an error */
+    *err = sslerr();
+    return -1;
+  }
   ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) { *err = sslerr(); return -1; }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -219,11 +227,18 @@ int starttls_prepare(const char **err)
     if (!list && !suites) { *err = sslerr(); return -1; }
   }
   ERR_clear_error();
-  if (SSL_CTX_use_certificate_chain_file(ctx, STARTTLS_CERT) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx, STARTTLS_CERT, SSL_FILETYPE_PEM) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1) {
-    *err = sslerr();
-    return -1;
+  /* the chain and key from their DER cache (tlscache.c) when it is current, else from the
+   * PEM, and then the cache is written for the next session */
+  if (!tlscache_load(ctx, STARTTLS_CERT)) {
+    struct stat st;
+    int known = stat(STARTTLS_CERT, &st) == 0;
+    if (SSL_CTX_use_certificate_chain_file(ctx, STARTTLS_CERT) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, STARTTLS_CERT, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+      *err = sslerr();
+      return -1;
+    }
+    if (known) tlscache_save(ctx, STARTTLS_CERT, &st);
   }
   SSL_CTX_set_tlsext_servername_callback(ctx, servername);
   if (clientca() == -1) { *err = sslerr(); return -1; }

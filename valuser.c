@@ -152,17 +152,44 @@ static void switches(void)
 
 static int loadfail(const char *fn) { loaderr = fn; return loaded = -1; }
 
+/* what only some recipients need is read at their first need, so that a remote domain costs
+ * no more than locals (or me) and virtualdomains: percenthack (a '%' in the local part),
+ * envnoathost (no '@'), the SQL settings (a vpopmail domain). 1 read, -1 error */
+static int lazy_ph, lazy_ena, lazy_sql;
+
+static int need_percenthack(void)
+{
+  if (!lazy_ph) lazy_ph = cmap_load(&percenthack, "control/percenthack") == -1 ? -1 : 1;
+  return lazy_ph;
+}
+
+static int need_envnoathost(void)
+{
+  int r;
+  if (lazy_ena) return lazy_ena;
+  r = control_readline(&envnoathost, "control/envnoathost");
+  if (!r) r = control_readline(&envnoathost, "control/me");
+  if (!r && !stralloc_copys(&envnoathost, "envnoathost")) r = -1;
+  return lazy_ena = r == -1 ? -1 : 1;
+}
+
+static int need_sql(void)
+{
+  int r;
+  if (!lazy_sql) {
+    r = valsql_configured(VALUSER_SQLCONF);
+    usesql = r == 1;
+    lazy_sql = r == -1 ? -1 : 1;
+  }
+  return lazy_sql;
+}
+
 /* load - the control files, once per process, on the first recipient */
 static int load(void)
 {
   int r;
   struct stat st;
   if (loaded) return loaded;
-  if (cmap_load(&percenthack, "control/percenthack") == -1) return loadfail("control/percenthack");
-  r = control_readline(&envnoathost, "control/envnoathost");
-  if (!r) r = control_readline(&envnoathost, "control/me");
-  if (r == -1) return loadfail("control/envnoathost");
-  if (!r && !stralloc_copys(&envnoathost, "envnoathost")) return loadfail("control/envnoathost");
   if (stat(VALUSER_CDB, &st) == 0) usecdb = 1;
   else if (errno != ENOENT) return loadfail(VALUSER_CDB);
   if (usecdb && !liveonly) return loaded = 1;  /* the cdb alone answers: nothing else to read */
@@ -173,14 +200,13 @@ static int load(void)
     if (r && !stralloc_0(&locals.sa)) return loadfail("control/me");
   }
   if (vmap_load(&vdom, "control/virtualdomains") == -1) return loadfail("control/virtualdomains");
-  if ((r = valsql_configured(VALUSER_SQLCONF)) == -1) return loadfail(VALUSER_SQLCONF);
-  usesql = r;
   return loaded = 1;
 }
 
 void valuser_reset(void)
 {
   loaded = 0;
+  lazy_ph = lazy_ena = lazy_sql = 0;
   usecdb = usesql = 0;
   sw_on = -1;
   nbad = 0;
@@ -650,6 +676,7 @@ static void qmail(const char *l, size_t len, const char *domain, struct vu_resul
   }
   --dir.len;
   lower(n.ext.s, n.ext.len);
+  if (need_sql() == -1) { temp(res, "control", "control", VALUSER_SQLCONF, 0); return; }
   vpopmail(&dir, dom.s, n.ext.s, n.ext.len, action, res);
 }
 
@@ -701,12 +728,17 @@ static void lookup(const char *addr, size_t len, int live, struct vu_result *res
   for (i = len; i-- > 0;)
     if (addr[i] == '@') { at = addr + i; break; }
   loclen = at ? (size_t)(at - addr) : len;
+  if (!at && need_envnoathost() == -1) { temp(res, "control", "control", "control/envnoathost", 0); return; }
   if (!(at ? stralloc_copyb(&dom, at + 1, len - loclen - 1) : stralloc_copy(&dom, &envnoathost))) {
     temp(res, "control", "nomem", 0, 0);
     return;
   }
   lower(dom.s, dom.len);
-  if (cmap_has(&percenthack, dom.s, dom.len) == 1 && memchr(addr, '%', loclen)) {
+  if (memchr(addr, '%', loclen) && need_percenthack() == -1) {
+    temp(res, "control", "control", "control/percenthack", 0);
+    return;
+  }
+  if (memchr(addr, '%', loclen) && cmap_has(&percenthack, dom.s, dom.len) == 1) {
     res_set(res, VU_SKIP, "qmail", "percenthack");
     return;
   }

@@ -280,6 +280,25 @@ static void temp_rows(void)
   expect("unreadable control/locals defers", "joe@local.example", VU_TEMP, "control");
   rmdir("control/locals");
   rename("control/locals.x", "control/locals");
+  /* read at first need (issue 14): a broken file defers only the recipients that need it */
+  rename("control/percenthack", "control/percenthack.x");
+  mkdir("control/percenthack", 0755);
+  valuser_reset();
+  expect("lazy: remote domain without percenthack", "x@elsewhere.example", VU_SKIP, 0);
+  expect("lazy: local user without percenthack", "joe@local.example", VU_YES, "qmail");
+  expect("lazy: unreadable percenthack defers a '%' address", "a%b.example@local.example",
+         VU_TEMP, "control");
+  rmdir("control/percenthack");
+  rename("control/percenthack.x", "control/percenthack");
+  mkdir("control/vpopmail.mysql", 0755);
+  valuser_reset();
+  expect("lazy: remote domain without vpopmail.mysql", "x@elsewhere.example", VU_SKIP, 0);
+  expect("lazy: qmail user without vpopmail.mysql", "joe@local.example", VU_YES, "qmail");
+  expect("lazy: unreadable vpopmail.mysql defers a vpopmail domain", "alice@vpop.example",
+         VU_TEMP, "control");
+  rmdir("control/vpopmail.mysql");
+  valuser_reset();
+  expect("lazy: vpopmail.mysql absent again", "alice@vpop.example", VU_YES, "vpopmail");
   /* the mxguard-users cdb */
   cdbkv("control/mxguard-users.cdb", cdb);
   valuser_reset();

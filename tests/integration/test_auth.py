@@ -392,6 +392,28 @@ def test_no_secrets_in_log(srv):
     check(b'verb=AUTH arg=PLAIN' in log, 'AUTH command logged without its response: %r' % log)
 
 
+@case
+def test_checkpassword_killed_by_signal(srv):
+    # proc.c's wait: a checkpassword killed by a signal is a 454, never a permit or a 535
+    kcpw = os.path.join(TMP, 'checkpw-killed')
+    with open(kcpw, 'w') as f:
+        f.write('#!/bin/sh\ncat <&3 >/dev/null\nkill -KILL $$\nexit 0\n')
+    os.chmod(kcpw, 0o755)
+    e = {'CHECKPW_DB': DB, 'AUTHDELAY': '0', 'QMAILQUEUE': QQWRAP}
+    srv.configure(control={'me': ME, 'rcpthosts': 'example.test\n'}, env=e,
+                  shell=['exec %s mx.test %s /bin/true'
+                         % (shlex.quote(SMTPD), shlex.quote(kcpw))])
+    with srv.session() as s:
+        s.reply()
+        t0 = time.time()
+        eq(s.cmd('AUTH PLAIN ' + b64('\0alice\0secret').decode()),
+           b"454 oops, problem with child and I can't auth (#4.3.0)\r\n", 'killed checkpassword')
+        check(time.time() - t0 < 2, '454 after %.2f s' % (time.time() - t0))
+        eq(s.cmd('MAIL FROM:<a@x.test>'), b'250 ok\r\n', 'session goes on, not authenticated')
+        eq(s.cmd('RCPT TO:<u@elsewhere.test>'), b'553 sorry, that domain isn\'t in my list of '
+           b'allowed rcpthosts (#5.7.1)\r\n', 'no relaying')
+
+
 if __name__ == '__main__':
     try:
         sys.exit(run('auth'))

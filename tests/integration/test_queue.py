@@ -3,6 +3,7 @@
 of the table in §6.2, notqmail's custom error on fd 6, exec failures, crashes, hangs, and that
 nothing is stored whenever the client is not told 250."""
 import os
+import shlex
 import sys
 import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -254,6 +255,80 @@ def test_qqt_failure_before_354(srv):
         s.expect('DATA', b'503 MAIL first (#5.5.1)\r\n', 'seenmail is cleared')
         s.expect('NOOP', OK)
     srv.nothing_stored(0)
+
+
+def script(srv, name, body):
+    """a QMAILQUEUE shell script below the qmail home (configure() recreates the home, so
+    this is passed through files=)"""
+    return {'bin/' + name: ('#!/bin/sh\n' + body, 0o755)}
+
+
+@case
+def test_qmailqueue_exits_before_reading_with_custom_error(srv):
+    # proc.c's wait: a qmail-queue that gives up before reading a byte; its exit status and
+    # its fd 6 text decide, whatever happened to our writes
+    files = script(srv, 'qq', 'printf "Dno thanks (#5.7.1)" >&6\nexit 82\n')
+    r = attempt(srv, env={'QMAILQUEUE': 'bin/qq'}, files=files)
+    eq(r, b'554 no thanks (#5.7.1)\r\n', 'custom text, exit 82 before reading')
+    files = script(srv, 'qq', 'exit 31\n')
+    r = attempt(srv, env={'QMAILQUEUE': 'bin/qq'}, files=files,
+                body=b'Subject: big\r\n\r\n' + (b'x' * 998 + b'\r\n') * 300)
+    eq(r, b'554 mail server permanently rejected message (#5.3.0)\r\n',
+       'exit 31 before reading a message bigger than a pipe')
+    eq(srv.messages(), [], 'stored messages')
+
+
+def fd6_holder(srv, after):
+    """a qmail-queue that leaves a background process holding fd 6 (and nothing else) and then
+    runs the recorder: its exit must end the wait, not the holder's"""
+    pidfile = os.path.join(srv.dir, 'holder.pid')
+    body = ('sleep 4 </dev/null >/dev/null 2>&1 &\necho $! >%s\n%s\n'
+            % (shlex.quote(pidfile), after))
+    return script(srv, 'qq', body), pidfile
+
+
+def kill_holder(pidfile):
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read())
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            if f.read().startswith(b'sleep'):
+                os.kill(pid, 9)
+    except (OSError, ValueError):
+        pass
+
+
+@case
+def test_qmailqueue_exits_while_fd6_held_open(srv):
+    files, pidfile = fd6_holder(srv, 'exec %s' % shlex.quote(RECORDER))
+    try:
+        t0 = time.time()
+        r = attempt(srv, env={'QMAILQUEUE': 'bin/qq'}, files=files,
+                    control={'me': ME, 'timeoutsmtpd': '3'})
+        dt = time.time() - t0
+        queued(r)
+        check(dt < 1.5, '250 after %.2f s: the wait outlasted qmail-queue (timeoutsmtpd 3)' % dt)
+        srv.stored(1)
+        t0 = time.time()
+        r = attempt(srv, env={'QMAILQUEUE': 'bin/qq', 'QQ_ERRTEXT': 'Ztext before exit',
+                              'QQ_EXIT': '82'}, files=files, control={'me': ME, 'timeoutsmtpd': '3'})
+        dt = time.time() - t0
+        eq(r, b'451 text before exit\r\n', 'custom text written before the exit, fd 6 still held')
+        check(dt < 1.5, 'reply after %.2f s (timeoutsmtpd 3)' % dt)
+    finally:
+        kill_holder(pidfile)
+
+
+@case
+def test_qmailqueue_killed_by_signal(srv):
+    # reads the message and the envelope, then SIGKILL from outside (not a crash of its own)
+    files = script(srv, 'qq', 'cat >/dev/null\ncat <&1 >/dev/null\nkill -KILL $$\nexit 0\n')
+    r = attempt(srv, env={'QMAILQUEUE': 'bin/qq'}, files=files)
+    eq(r, b'451 qq crashed (#4.3.0)\r\n', 'qmail-queue killed by SIGKILL')
+    files = script(srv, 'qq', 'kill -TERM $$\nexit 0\n')
+    r = attempt(srv, env={'QMAILQUEUE': 'bin/qq'}, files=files)
+    eq(r, b'451 qq crashed (#4.3.0)\r\n', 'qmail-queue killed by SIGTERM before reading')
+    eq(srv.messages(), [], 'stored messages')
 
 
 if __name__ == '__main__':
