@@ -8,7 +8,7 @@
 set -e
 : "${QMAILHOME:?}" "${MANDIR:?}" "${SRC:=.}"
 SMTPDUSER=${SMTPDUSER:-qmaild}
-PROGS="mxguard-smtpd mxguard-users mxguard-rules mxguard-check mxguard-stats mxguard-import"
+PROGS="mxguard-smtpd mxguard-users mxguard-rules mxguard-check mxguard-stats mxguard-import mxguard-tlscache"
 home=$DESTDIR$QMAILHOME
 man=$DESTDIR$MANDIR
 
