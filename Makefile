@@ -17,10 +17,12 @@ LIBS = -lowfat -lcares
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
   valuser.o valsql.o dnsbl.o rules.o
 PROGS = mxguard-smtpd qq-maildir mxguard-users
+SMTPD_OBJS += valldap.o
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
 BENCHPROGS = bench/banner bench/qq-sink
+TESTPROGS += tests/t_valldap
 
 default: $(PROGS)
 
@@ -32,6 +34,7 @@ all: $(PROGS) $(TESTPROGS) $(BENCHPROGS)
 # want. That one known warning is filtered out.
 STATIC_DLOPEN_NOTE = -e "valsql.o: in function .load.:" -e "ossl.o: in function .ossl_load.:" \
   -e "Using .dlopen. in statically linked"
+STATIC_DLOPEN_NOTE += -e "valldap.o: in function .load.:"
 # Static libcares brings getservbyname (ares_getaddrinfo) and getservbyport_r (ares_getnameinfo):
 # dnsbl.c only calls ares_query, which never asks for a service name, so neither runs.
 STATIC_DLOPEN_NOTE += -e "libcares_la-ares_getaddrinfo.o): in function .ares_getaddrinfo.:" \
@@ -71,7 +74,7 @@ queue.o: queue.c queue.h conf-cc
 	$(COMPILE) -c $(SRC)/queue.c -o $@
 stock.o: stock.c stock.h control.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/stock.c -o $@
-valuser.o: valuser.c valuser.h valsql.h control.h decision.h log.h session.h conf-cc
+valuser.o: valuser.c valuser.h valsql.h valldap.h control.h decision.h log.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/valuser.c -o $@
 ossl.o: ossl.c ossl.h conf-cc
 	$(COMPILE) -c $(SRC)/ossl.c -o $@
@@ -79,8 +82,8 @@ valsql.o: valsql.c valsql.h control.h conf-cc
 	$(COMPILE) -I/usr/include/mariadb -c $(SRC)/valsql.c -o $@
 # mxguard-users: valuser's live lookup over every backend into one cdb (run as root from cron;
 # linked dynamically: start-up cost does not matter, getpwent/NSS and dlopen do)
-mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o conf-ld
-	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o $(LIBS)
+mxguard-users: mxguard-users.o valuser.o valsql.o valldap.o control.o log.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o valldap.o control.o log.o $(LIBS)
 mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
 rules.o: rules.c rules.h decision.h session.h conf-cc
@@ -105,8 +108,8 @@ tests/t_instruct: tests/t_instruct.c instruct.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o $(LIBS)
 tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
-tests/t_valuser: tests/t_valuser.c valuser.o valsql.o control.o log.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_valuser.c valuser.o valsql.o control.o log.o $(LIBS)
+tests/t_valuser: tests/t_valuser.c valuser.o valsql.o valldap.o control.o log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_valuser.c valuser.o valsql.o valldap.o control.o log.o $(LIBS)
 tests/t_auth: tests/t_auth.c auth.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o $(LIBS)
 tests/t_dnsbl: tests/t_dnsbl.c dnsbl.o control.o io.o log.o tests/check.h tests/.dir
@@ -123,6 +126,12 @@ bench/qq-sink: bench/qq-sink.c conf-cc conf-ld bench/.dir
 FUZZCC = clang -std=gnu99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -iquote $(SRC)
 tests/fuzz_smtpd: tests/fuzz_smtpd.c tests/blast_model.h addr.c data.c tests/.dir
 	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_smtpd.c $(SRC)/addr.c $(SRC)/data.c -l:libowfat.a
+
+# qmail-ldap: valldap.c loads libldap with dlopen when a recipient first needs LDAP
+valldap.o: valldap.c valldap.h control.h conf-cc
+	$(COMPILE) -c $(SRC)/valldap.c -o $@
+tests/t_valldap: tests/t_valldap.c valldap.o control.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_valldap.c valldap.o control.o $(LIBS)
 
 deps:
 	$(SRC)/install-deps
