@@ -49,7 +49,7 @@ static struct {
 
 static void *lib;
 static LDAP *ld;
-static int state;       /* 0 not connected, 1 bound, -1 down for this session */
+static int state;       /* 0 not connected, 1 bound, -1 down, -2 unusable (this session) */
 static int configured;  /* 0 not read, 1 ldapserver present, 2 absent */
 static int localdeliv = 1;
 static unsigned search_ms = VALLDAP_SEARCH_MS;
@@ -207,9 +207,9 @@ static int connect_ldap(void)
   size_t i, n = 1;
   int rc, msgid, code;
   if (state == 1) return 0;
-  if (state == -1) return -1;
-  if (uris.len <= 1) { err = "control/ldapserver names no server"; state = -1; return -2; }
-  if (load() == -1) { err = "cannot load libldap"; state = -1; return -2; }
+  if (state < 0) return state;
+  if (uris.len <= 1) { err = "control/ldapserver names no server"; return state = -2; }
+  if (load() == -1) { err = "cannot load libldap"; return state = -2; }
   for (i = 0; i < uris.len; ++i)
     if (uris.s[i] == ' ') ++n;
   if ((rc = f.initialize(&ld, uris.s)) != LDAP_SUCCESS) { fail("ldapserver", rc); return -1; }
