@@ -66,8 +66,10 @@ def main():
     write(tmp + '/qq', '#!/bin/sh\nwhile read -r l; do case "$l" in "Max address space"*) '
           'echo "$l" >"$QQ_DIR/limits";; esac; done </proc/self/limits\n'
           'echo "MXG_PROBE=$MXG_PROBE" >>"$QQ_DIR/limits"\nexec %s\n' % RECORDER, 0o755)
+    san = ''.join(' %s=%s' % (k, os.environ[k]) for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS')
+                  if k in os.environ)
     write(svc + '/run', '#!/bin/sh\nexec 2>&1\n'
-          'exec env - PATH=/usr/bin:/bin QMAILHOME=%s QMAILQUEUE=%s/qq QQ_DIR=%s \\\n'
+          'exec env - PATH=/usr/bin:/bin' + san + ' QMAILHOME=%s QMAILQUEUE=%s/qq QQ_DIR=%s \\\n'
           '  %stcpsvd -v -x %s/control/instruct.cdb -l mx.example.test '
           '127.0.0.1 %d %s\n' % (home, tmp, qq, limit, home, port, SMTPD), 0o755)
     write(svc + '/log/run', '#!/bin/sh\nexec svlogd -tt ./main\n', 0o755)
@@ -116,7 +118,7 @@ def main():
             except FileNotFoundError:
                 pass
         report('event=accept' in log, 'svlogd gets the log', repr(log[-400:]))
-        report('AddressSanitizer' not in log and 'out of memory' not in log,
+        report(not any(x in log for x in ('Sanitizer', 'runtime error:', 'out of memory')),
                'no memory trouble logged', repr(log[-400:]))
     finally:
         os.killpg(p.pid, signal.SIGTERM)
