@@ -132,6 +132,9 @@ valldap.o: valldap.c valldap.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/valldap.c -o $@
 tests/t_valldap: tests/t_valldap.c valldap.o control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_valldap.c valldap.o control.o $(LIBS)
+bench-ldap: all
+	$(SRC)/bench/valldap
+.PHONY: bench-ldap
 
 deps:
 	$(SRC)/install-deps

@@ -51,15 +51,18 @@ static void *lib;
 static LDAP *ld;
 static int state;       /* 0 not connected, 1 bound, -1 down, -2 unusable (this session) */
 static int configured;  /* 0 not read, 1 ldapserver present, 2 absent */
+static int settings;    /* the other control files: 0 not read yet, 1 read, -1 unreadable */
 static int localdeliv = 1;
 static unsigned search_ms = VALLDAP_SEARCH_MS;
 static stralloc servers, uris, basedn, login, password, objclass, aliasdoms, flt, key;
 static const char *err = "";
 static char errbuf[160];
 
+static int readsettings(void);
+
 int valldap_loaded(void) { return lib != 0; }
 const char *valldap_error(void) { return err; }
-int valldap_localdelivery(void) { return localdeliv; }
+int valldap_localdelivery(void) { readsettings(); return localdeliv; }
 
 static long long now_ms(void)
 {
@@ -80,7 +83,7 @@ void valldap_reset(void)
   if (ld && f.unbind_ext) f.unbind_ext(ld, 0, 0);
   ld = 0;
   state = 0;
-  configured = 0;
+  configured = settings = 0;
 }
 
 static int fail(const char *why, int rc)
@@ -138,11 +141,22 @@ static int mkuris(void)
 
 int valldap_configured(void)
 {
-  int r, t = 0;
+  int r;
   if (configured) return configured == 1;
   r = control_readfile(&servers, "control/ldapserver");
   if (r == -1) return -1;
   if (!r) { configured = 2; return 0; }
+  configured = 1;
+  return 1;
+}
+
+/* readsettings - the rest of qmail-ldap's control files, when the first lookup needs them
+ * (a session that asks LDAP nothing reads only control/ldapserver) */
+static int readsettings(void)
+{
+  int r, t = 0;
+  if (settings) return settings;
+  settings = -1;
   if (mkuris() == -1) return -1;
   if (readone(&basedn, "control/ldapbasedn") == -1) return -1;
   if (readone(&password, "control/ldappassword") == -1) return -1;
@@ -157,8 +171,7 @@ int valldap_configured(void)
   if (control_readint(&localdeliv, "control/ldaplocaldelivery") == -1) return -1;
   if ((r = control_readfile(&aliasdoms, "control/aliasdomains")) == -1) return -1;
   if (!r) aliasdoms.len = 0;
-  configured = 1;
-  return 1;
+  return settings = 1;
 }
 
 static int load(void)
@@ -247,6 +260,7 @@ int valldap_escape(stralloc *out, const char *s, size_t len)
 
 int valldap_filter(stralloc *out, const char *k, size_t len)
 {
+  readsettings();
   out->len = 0;
   if (objclass.len && (!stralloc_cats(out, "(&(objectClass=") ||
                        !valldap_escape(out, objclass.s, objclass.len) || !stralloc_cats(out, ")")))
@@ -330,6 +344,7 @@ int valldap_lookup(const char *addr, size_t len)
   int ndash = 0, r, k;
   long long deadline;
   if (configured != 1) { err = "control/ldapserver missing"; return VL_UNUSABLE; }
+  if (readsettings() == -1) { err = "unable to read control/ldap* or aliasdomains"; return VL_TEMP; }
   if ((r = connect_ldap()) == -2) return VL_UNUSABLE;
   if (r == -1) return VL_TEMP;
   for (i = len; i-- > 0;)

@@ -17,8 +17,9 @@ enum {
   VL_UNUSABLE = -2   /* no LDAP client here (library missing, no server listed) */
 };
 
-/* valldap_configured - read qmail-ldap's control files: 1 control/ldapserver exists,
- * 0 it does not (LDAP is not the backend), -1 a control file is unreadable */
+/* valldap_configured - 1 control/ldapserver exists, 0 it does not (LDAP is not the backend),
+ * -1 it is unreadable. The other control files are read by the first lookup (unreadable:
+ * VL_TEMP) */
 int valldap_configured(void);
 
 /* valldap_lookup - the address (len bytes) as qmail-ldap's qmail-verify/qmail-lspawn look it

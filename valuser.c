@@ -168,7 +168,7 @@ static int load(void)
   if (!r) r = control_readline(&envnoathost, "control/me");
   if (r == -1) return loadfail("control/envnoathost");
   if (!r && !stralloc_copys(&envnoathost, "envnoathost")) return loadfail("control/envnoathost");
-  if ((r = valldap_configured()) == -1) return loadfail("control/ldapserver (or ldap*)");
+  if ((r = valldap_configured()) == -1) return loadfail("control/ldapserver");
   useldap = r;  /* qmail-ldap: LDAP is asked live, the cdb does not hold its users */
   if (!useldap && stat(VALUSER_CDB, &st) == 0) usecdb = 1;
   else if (!useldap && errno != ENOENT) return loadfail(VALUSER_CDB);

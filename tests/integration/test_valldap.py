@@ -126,14 +126,7 @@ class Slapd:
 
 
 LDAP = Slapd('main')
-LDAP.start()
-LDAP.load(USERS)
-
 ALIASHOME = os.path.join(TMP, 'alias')
-os.makedirs(ALIASHOME, exist_ok=True)
-os.chmod(TMP, 0o755)
-with open(os.path.join(ALIASHOME, '.qmail-postmaster'), 'w') as f:
-    f.write('&root@elsewhere.test\n')
 
 
 def users_cdb(path):
@@ -310,8 +303,15 @@ def test_stopped_and_killed(srv):
         other.stop()
 
 
-try:
-    run('valldap')
-finally:
-    LDAP.stop()
-    shutil.rmtree(TMP, ignore_errors=True)
+if __name__ == '__main__':
+    try:
+        LDAP.start()
+        LDAP.load(USERS)
+        os.makedirs(ALIASHOME, exist_ok=True)
+        os.chmod(TMP, 0o755)
+        with open(os.path.join(ALIASHOME, '.qmail-postmaster'), 'w') as f:
+            f.write('&root@elsewhere.test\n')
+        run('valldap')
+    finally:
+        LDAP.stop()
+        shutil.rmtree(TMP, ignore_errors=True)
