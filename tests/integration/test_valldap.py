@@ -272,6 +272,15 @@ def test_stopped_and_killed(srv):
     try:
         other.load(USERS)
         setup(srv, server=other)
+        os.kill(other.proc.pid, signal.SIGSTOP)  # accepts TCP (the backlog), never answers
+        try:
+            t = time.time()
+            got = rcpts(srv, ['joe@example.test'])
+            took = time.time() - t
+            eq(got[0][:4], b'451 ', 'stopped before the session: the bind times out')
+            check(2.5 <= took < 5, 'the connect deadline: %.1f s' % took)
+        finally:
+            os.kill(other.proc.pid, signal.SIGCONT)
         with srv.session() as s:
             s.reply()
             s.cmd('HELO c.test')
