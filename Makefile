@@ -84,7 +84,7 @@ valsql.o: valsql.c valsql.h control.h conf-cc
 # linked dynamically: start-up cost does not matter, getpwent/NSS and dlopen do)
 mxguard-users: mxguard-users.o valuser.o valsql.o valldap.o control.o log.o conf-ld
 	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o valldap.o control.o log.o $(LIBS)
-mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h conf-cc
+mxguard-users.o: mxguard-users.c valuser.h valsql.h valldap.h control.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
 rules.o: rules.c rules.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@

@@ -120,4 +120,28 @@ def test_vpopmail_without_database(srv):
           {'files': {'vp/.qmail-default': (BOUNCE, 0o600), 'vp/vpasswd.cdb': vpasswd}})
 
 
+@case
+def test_users_tool_with_ldap(srv):
+    """mxguard-users does not copy a qmail-ldap site: a copy would refuse new LDAP users"""
+    home(srv, control={'ldapserver': '127.0.0.1:1\n'})
+    p = subprocess.run([os.path.join(MXG_BIN, 'mxguard-users')], capture_output=True,
+                       env=dict(os.environ, QMAILHOME=srv.home))
+    eq(p.returncode, 0, 'exit status')
+    check(b'ldapserver' in p.stderr, 'says why: %r' % p.stderr)
+    check(not os.path.exists(os.path.join(srv.control, 'mxguard-users.cdb')), 'no cdb written')
+
+
+@case
+def test_users_tool_keeps_no_opinion(srv):
+    """a prefix whose -default runs a program stays deliverable through mxguard-users' cdb"""
+    home(srv, files={'h/alias/.qmail-list-default': '|/usr/local/bin/list-manager\n'})
+    p = subprocess.run([os.path.join(MXG_BIN, 'mxguard-users')], capture_output=True,
+                       env=dict(os.environ, QMAILHOME=srv.home))
+    eq(p.returncode, 0, 'exit status: %r' % p.stderr)
+    check(os.path.exists(os.path.join(srv.control, 'mxguard-users.cdb')), 'cdb written')
+    got = rcpts(srv, ['list-foo@local.test', 'postmaster@local.test', 'nosuch@local.test'])
+    eq([g[:3] for g in got], [b'250', b'250', b'550'], 'answers from the cdb')
+    check(b'reason=nouser:cdb' in srv.log(), 'the cdb answered: %r' % srv.log()[-300:])
+
+
 run('shapes')
