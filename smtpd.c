@@ -850,6 +850,7 @@ int main(int argc, char **argv)
     log_clients("host", s.remotehost);
     log_str("relay", s.relayclient ? "yes" : "no");
     if (auth_argv) log_str("auth", "configured");
+    else if (auth_configured()) log_str("auth", "auth_smtp");  /* qmail-ldap's bin/auth_smtp */
     log_end();
   }
   {

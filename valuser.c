@@ -785,7 +785,8 @@ static void logtemp(const struct vu_result *res)
   log_str("backend", res->backend);
   log_str("why", res->why);
   if (res->detail) log_clients("detail", res->detail);
-  if (lasterr && strcmp(res->backend, "sql")) log_clients("errno", strerror(lasterr));
+  if (lasterr && strcmp(res->backend, "sql") && strcmp(res->backend, "ldap"))
+    log_clients("errno", strerror(lasterr));
   log_end();
 }
 
