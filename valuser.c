@@ -54,7 +54,7 @@ struct vmap {
 
 static int loaded;  /* 1 control files read, -1 a read error */
 static const char *loaderr;
-static struct cmap locals, percenthack;
+static struct cmap locals, percenthack, goodmail;
 static struct vmap vdom;
 static stralloc envnoathost;
 static int usecdb, usesql, useldap;
@@ -170,6 +170,9 @@ static int load(void)
   if (!r && !stralloc_copys(&envnoathost, "envnoathost")) return loadfail("control/envnoathost");
   if ((r = valldap_configured()) == -1) return loadfail("control/ldapserver");
   useldap = r;  /* qmail-ldap: LDAP is asked live, the cdb does not hold its users */
+  goodmail.sa.len = 0;
+  if (useldap && cmap_load(&goodmail, "control/goodmailaddr") == -1)
+    return loadfail("control/goodmailaddr");
   if (!useldap && stat(VALUSER_CDB, &st) == 0) usecdb = 1;
   else if (!useldap && errno != ENOENT) return loadfail(VALUSER_CDB);
   if (usecdb && !liveonly) return loaded = 1;  /* the cdb alone answers: nothing else to read */
@@ -717,6 +720,29 @@ static int ldap(const stralloc *l, const stralloc *dom, struct vu_result *res)
   return 0;
 }
 
+/* goodmailaddr - qmail-ldap's control/goodmailaddr: addresses that pass unchecked. Entries
+ * match the address, "@domain", "local@", catchall@domain and (DASH_EXT) a-b-catchall@domain */
+static int goodmailaddr(const char *addr, size_t loclen, const stralloc *dom)
+{
+  static stralloc k;
+  size_t i;
+  int n = 0;
+  if (!goodmail.sa.len) return 0;
+  if (!stralloc_copyb(&k, addr, loclen) || !stralloc_cats(&k, "@")) return 0;
+  if (cmap_has(&goodmail, k.s, k.len) == 1) return 1;
+  if (!stralloc_cat(&k, dom) || cmap_has(&goodmail, k.s, k.len) == 1) return 1;
+  if (cmap_has(&goodmail, k.s + loclen, k.len - loclen) == 1) return 1;  /* @domain */
+  for (i = 0; i < loclen && n < 4; ++i) {
+    if (addr[i] != '-' || !i) continue;
+    ++n;
+    if (!stralloc_copyb(&k, addr, i + 1) || !stralloc_cats(&k, "catchall@") || !stralloc_cat(&k, dom))
+      return 0;
+    if (cmap_has(&goodmail, k.s, k.len) == 1) return 1;
+  }
+  if (!stralloc_copys(&k, "catchall@") || !stralloc_cat(&k, dom)) return 0;
+  return cmap_has(&goodmail, k.s, k.len) == 1;
+}
+
 static void lookup(const char *addr, size_t len, int live, struct vu_result *res)
 {
   static stralloc dom, l, key;
@@ -738,6 +764,7 @@ static void lookup(const char *addr, size_t len, int live, struct vu_result *res
     res_set(res, VU_SKIP, "qmail", "percenthack");
     return;
   }
+  if (useldap && goodmailaddr(addr, loclen, &dom)) { res_set(res, VU_YES, "ldap", "goodmailaddr"); return; }
   if (usecdb && !live) { usercdb(addr, loclen, dom.s, dom.len, res); return; }
   if (cmap_has(&locals, dom.s, dom.len) == 1) {
     if (!stralloc_copyb(&l, addr, loclen)) { temp(res, "qmail", "nomem", 0, 0); return; }

@@ -209,6 +209,18 @@ def test_escaping(srv):
 
 
 @case
+def test_goodmailaddr(srv):
+    """qmail-ldap's control/goodmailaddr: listed addresses pass without a lookup"""
+    setup(srv, extra={'goodmailaddr': 'ghost@example.test\nteam-catchall@example.test\n'
+                                      'svc@\n@catch.test\n'})
+    got = rcpts(srv, ['ghost@example.test', 'GHOST@example.test', 'team-x@example.test',
+                      'svc@example.test', 'nosuch@example.test'])
+    eq([g[:3] for g in got], [b'250', b'250', b'250', b'250', b'550'], 'replies')
+    setup(srv)
+    eq(rcpts(srv, ['ghost@example.test'])[0][:3], b'550', 'not listed: checked')
+
+
+@case
 def test_localdelivery_off(srv):
     """qmail-lspawn without ldaplocaldelivery skips users/cdb and passwd for addresses not in
     LDAP and delivers to the alias user, which this machine lacks: it defers, and so do we"""
