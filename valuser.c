@@ -8,11 +8,18 @@
  * (bounce-no-mailbox or delete: unknown users do not exist; anything else is a catch-all),
  * then valias (SQL), the user in SQL (control/vpopmail.mysql) or vpasswd.cdb/vpasswd (a user
  * with the BOUNCE_MAIL flag does not exist), the user before the first '-' (QMAIL_EXT) and
- * ezmlm list directories. When control/mxguard-users.cdb exists (written as root by
- * mxguard-users) it alone answers. Remote domains, relay clients (unless RCPTCHECKRELAY) and
- * vpopmail domains with no user database found are not checked. Any unreadable control file,
+ * ezmlm list directories. qmail-ldap (control/ldapserver): control/goodmailaddr passes, then
+ * valldap.c's LDAP entry decides, else (ldaplocaldelivery) the lookup above or only the alias
+ * user, as qmail-lspawn does. When control/mxguard-users.cdb exists (written as root by
+ * mxguard-users) and LDAP is not used, it alone answers. Remote domains and relay clients
+ * (unless RCPTCHECKRELAY) are not checked. A shape of the qmail home we cannot read - LDAP
+ * configured but not usable, a -default file running a program other than vdelivermail, a
+ * vpopmail domain with no user database, an odd virtualdomains target, users/assign newer
+ * than users/cdb - is "no opinion" (accepted, one log line per session and reason): 550 only
+ * when the backend that delivers says no such user. Any unreadable control file,
  * cdb read error, open/stat error other than "absent", missing alias user or SQL trouble is
- * VU_TEMP: a recipient is never refused because something was down. Switches: RCPTCHECK
+ * VU_TEMP: a recipient is never refused because something was down (with LDAPSOFTOK on a
+ * qmail-ldap site it passes instead, as qmail-ldap's). Switches: RCPTCHECK
  * (qmail-ldap; "0"/"no"/"off" off, else on), CHKUSER_START (ALWAYS on, DOMAIN only domains
  * whose .qmail-default bounces, anything else off). Harvest defence: once BADRCPTSOFT unknown
  * recipients were refused, every RCPT reply waits BADRCPTDELAY; once BADRCPTLIMIT were
@@ -860,7 +867,7 @@ struct decision valuser_check(struct session *s)
   chkuser_domainmode = sw_domainmode;
   valuser_lookup(s->rcpt.s, s->rcpt.len, &res);
   if (res.r == VU_SKIP && noop_why) lognoop(&res);
-  if (res.r == VU_TEMP && !strcmp(res.backend, "ldap") && getenv("LDAPSOFTOK")) {
+  if (res.r == VU_TEMP && useldap && getenv("LDAPSOFTOK")) {
     logtemp(&res);  /* qmail-ldap's LDAPSOFTOK: a lookup error lets the recipient pass */
     return d;
   }
