@@ -10,6 +10,10 @@
  * catchall@domain, and the older "@domain" form. accountStatus disabled and deleted are "no
  * such user"; active, noaccess, nopop, anything else or none take mail; two entries for one
  * address are taken as "exists" (qmail-lspawn defers or, with DUPEALIAS, delivers them).
+ * All the keys go into one search (an unknown address costs one round trip); its entries are
+ * ranked by the first key one of their values equals, which gives what one search per key
+ * would; when that cannot be told (over VALLDAP_COMBINED_MAX entries, or an entry the server
+ * matched by its own normalisation), the keys are searched one after the other.
  * Every filter value is escaped per RFC 4515. libldap pulls in GnuTLS and SASL, so it is
  * loaded with dlopen() when the first recipient needs LDAP, never at start-up. One
  * connection per session; connect and bind share VALLDAP_CONNECT_MS, the searches of one
@@ -39,6 +43,7 @@ static struct {
                       int);
   int (*count_entries)(LDAP *, LDAPMessage *);
   LDAPMessage *(*first_entry)(LDAP *, LDAPMessage *);
+  LDAPMessage *(*next_entry)(LDAP *, LDAPMessage *);
   struct berval **(*get_values_len)(LDAP *, LDAPMessage *, const char *);
   void (*value_free_len)(struct berval **);
   int (*msgfree)(LDAPMessage *);
@@ -54,7 +59,7 @@ static int configured;  /* 0 not read, 1 ldapserver present, 2 absent */
 static int settings;    /* the other control files: 0 not read yet, 1 read, -1 unreadable */
 static int localdeliv = 1;
 static unsigned search_ms = VALLDAP_SEARCH_MS;
-static stralloc servers, uris, basedn, login, password, objclass, aliasdoms, flt, key;
+static stralloc servers, uris, basedn, login, password, objclass, aliasdoms, flt, key, keys;
 static const char *err = "";
 static char errbuf[160];
 
@@ -185,6 +190,7 @@ static int load(void)
   SYM(sasl_bind, "ldap_sasl_bind"); SYM(search_ext, "ldap_search_ext");
   SYM(result, "ldap_result"); SYM(parse_result, "ldap_parse_result");
   SYM(count_entries, "ldap_count_entries"); SYM(first_entry, "ldap_first_entry");
+  SYM(next_entry, "ldap_next_entry");
   SYM(get_values_len, "ldap_get_values_len"); SYM(value_free_len, "ldap_value_free_len");
   SYM(msgfree, "ldap_msgfree"); SYM(abandon_ext, "ldap_abandon_ext");
   SYM(unbind_ext, "ldap_unbind_ext"); SYM(err2string, "ldap_err2string");
@@ -273,10 +279,9 @@ int valldap_filter(stralloc *out, const char *k, size_t len)
   return stralloc_0(out);
 }
 
-/* status - accountStatus of the one entry: VL_FOUND, VL_DISABLED or VL_DELETED */
-static int status(LDAPMessage *res)
+/* status - accountStatus of entry e: VL_FOUND, VL_DISABLED or VL_DELETED */
+static int status(LDAPMessage *e)
 {
-  LDAPMessage *e = f.first_entry(ld, res);
   struct berval **v = e ? f.get_values_len(ld, e, "accountStatus") : 0;
   int r = VL_FOUND;
   if (!v) return r;
@@ -306,7 +311,7 @@ static int search(const char *k, size_t len, long long deadline)
     return fail("search", code);
   }
   n = f.count_entries(ld, res);
-  r = n <= 0 ? VL_NOTFOUND : n > 1 ? VL_FOUND : status(res);
+  r = n <= 0 ? VL_NOTFOUND : n > 1 ? VL_FOUND : status(f.first_entry(ld, res));
   f.msgfree(res);
   return r;
 }
@@ -327,6 +332,13 @@ static void realdomain(const char **d, size_t *dlen)
   }
 }
 
+/* addkey - local part l[0..llen) plus suffix, "@", domain, NUL, to the keys */
+static int addkey(const char *l, size_t llen, const char *suffix, const char *d, size_t dlen)
+{
+  return stralloc_catb(&keys, l, llen) && stralloc_cats(&keys, suffix) &&
+         stralloc_cats(&keys, "@") && stralloc_catb(&keys, d, dlen) && stralloc_0(&keys);
+}
+
 /* try - local part l[0..llen) plus suffix, "@", domain */
 static int try(const char *l, size_t llen, const char *suffix, const char *d, size_t dlen,
                long long deadline)
@@ -335,6 +347,71 @@ static int try(const char *l, size_t llen, const char *suffix, const char *d, si
       !stralloc_cats(&key, "@") || !stralloc_catb(&key, d, dlen))
     return fail("out of memory", 0);
   return search(key.s, key.len, deadline);
+}
+
+/* keyindex - the first of the nkeys keys (NUL-separated in keys) that one of entry e's mail
+ * or mailAlternateAddress values equals (case-insensitively), or -1 */
+static int keyindex(LDAPMessage *e, int nkeys)
+{
+  static const char *const names[] = {"mail", "mailAlternateAddress"};
+  int best = -1, a;
+  for (a = 0; a < 2; ++a) {
+    struct berval **v = f.get_values_len(ld, e, names[a]);
+    size_t j;
+    for (j = 0; v && v[j]; ++j) {
+      const char *k = keys.s;
+      int i;
+      for (i = 0; i < nkeys && (best == -1 || i < best); ++i, k += strlen(k) + 1)
+        if (strlen(k) == v[j]->bv_len && !strncasecmp(k, v[j]->bv_val, v[j]->bv_len)) best = i;
+    }
+    if (v) f.value_free_len(v);
+  }
+  return best;
+}
+
+/* combined - every key in one search (an unknown address costs one round trip, not one per
+ * key), answered as the searches one key after the other would be: VL_*, or VL_COMBINED_NO
+ * when that cannot be told (too many entries, a value matched only by the server's rules) */
+#define VL_COMBINED_NO 99
+#define VALLDAP_COMBINED_MAX 16
+static int combined(int nkeys, long long deadline)
+{
+  static char a1[] = "mail", a2[] = "mailAlternateAddress", a3[] = "accountStatus";
+  char *attrs[] = {a1, a2, a3, 0};
+  struct timeval tl;
+  LDAPMessage *res = 0, *e, *pick = 0;
+  const char *k = keys.s;
+  int i, rc, msgid, code, best = nkeys, n = 0, r;
+  flt.len = 0;
+  if (objclass.len && (!stralloc_cats(&flt, "(&(objectClass=") ||
+                       !valldap_escape(&flt, objclass.s, objclass.len) || !stralloc_cats(&flt, ")")))
+    return fail("out of memory", 0);
+  if (!stralloc_cats(&flt, "(|")) return fail("out of memory", 0);
+  for (i = 0; i < nkeys; ++i, k += strlen(k) + 1)
+    if (!stralloc_cats(&flt, "(mail=") || !valldap_escape(&flt, k, strlen(k)) ||
+        !stralloc_cats(&flt, ")(mailAlternateAddress=") || !valldap_escape(&flt, k, strlen(k)) ||
+        !stralloc_cats(&flt, ")"))
+      return fail("out of memory", 0);
+  if (!stralloc_cats(&flt, ")") || (objclass.len && !stralloc_cats(&flt, ")")) || !stralloc_0(&flt))
+    return fail("out of memory", 0);
+  ms_tv(&tl, deadline - now_ms());
+  if (tl.tv_sec < 1) tl.tv_sec = 1;
+  rc = f.search_ext(ld, basedn.s, LDAP_SCOPE_SUBTREE, flt.s, attrs, 0, 0, 0, &tl,
+                    VALLDAP_COMBINED_MAX, &msgid);
+  if (rc != LDAP_SUCCESS) return fail("search", rc);
+  code = waitfor(msgid, deadline, &res, &rc);
+  if (code == -1) return fail("search", rc);
+  if (code == LDAP_SIZELIMIT_EXCEEDED) { f.msgfree(res); return VL_COMBINED_NO; }
+  if (code != LDAP_SUCCESS) { f.msgfree(res); return fail("search", code); }
+  for (e = f.first_entry(ld, res); e; e = f.next_entry(ld, e)) {
+    int ki = keyindex(e, nkeys);
+    if (ki == -1) { best = -1; break; }  /* matched by rules we do not replay */
+    if (ki < best) { best = ki; n = 0; }
+    if (ki == best && !n++) pick = e;
+  }
+  r = best == -1 ? VL_COMBINED_NO : best == nkeys ? VL_NOTFOUND : n > 1 ? VL_FOUND : status(pick);
+  f.msgfree(res);
+  return r;
 }
 
 int valldap_lookup(const char *addr, size_t len)
@@ -355,9 +432,18 @@ int valldap_lookup(const char *addr, size_t len)
   dlen = len - at_i - 1;
   realdomain(&d, &dlen);
   deadline = now_ms() + search_ms;
-  if ((r = try(addr, at_i, "", d, dlen, deadline)) != VL_NOTFOUND) return r;
   for (i = 0; i < at_i && ndash < VALLDAP_EXT_LEVELS; ++i)
     if (addr[i] == '-' && i) dash[ndash++] = i;
+  /* the keys in qmail-ldap's order: address, a-b-catchall ... a-catchall, catchall, @domain */
+  keys.len = 0;
+  if (!addkey(addr, at_i, "", d, dlen)) return fail("out of memory", 0);
+  for (k = ndash; k-- > 0;)
+    if (!addkey(addr, dash[k] + 1, "catchall", d, dlen)) return fail("out of memory", 0);
+  if (!addkey(addr, 0, "catchall", d, dlen) || !addkey(addr, 0, "", d, dlen))
+    return fail("out of memory", 0);
+  if (!memchr(addr, 0, len) && (r = combined(ndash + 3, deadline)) != VL_COMBINED_NO) return r;
+  /* one key after the other (also for a NUL in the address: keys are C strings) */
+  if ((r = try(addr, at_i, "", d, dlen, deadline)) != VL_NOTFOUND) return r;
   for (k = ndash; k-- > 0;)
     if ((r = try(addr, dash[k] + 1, "catchall", d, dlen, deadline)) != VL_NOTFOUND) return r;
   if ((r = try(addr, 0, "catchall", d, dlen, deadline)) != VL_NOTFOUND) return r;

@@ -6,6 +6,7 @@ mailForwardingAddress). Users in each accountStatus, aliases, catch-alls (user-c
 catchall@domain, @domain), extensions, aliasdomains, the local fallback (ldaplocaldelivery),
 filter escaping, LDAP down at start, stopped (SIGSTOP) and killed mid-session (451, or 250
 with LDAPSOFTOK), and /proc/PID/maps showing libldap is loaded only when a recipient needs it."""
+import base64
 import os
 import shutil
 import signal
@@ -49,7 +50,10 @@ USERS = [
     ('star', 'a*b@example.test', [], None, []),
     ('dup1', 'dup@example.test', [], None, []),
     ('dup2', 'dup2@example.test', ['dup@example.test'], None, []),
-]
+    # a value the server matches by its own rules (insignificant space): one search per key
+    ('spaced', ' spaced@example.test', [], None, []),
+] + [('crowd%d' % i, 'crowd%d@example.test' % i, ['crowd@example.test'], None, [])
+     for i in range(20)]  # more entries than one combined search takes
 
 
 def free_port():
@@ -104,7 +108,8 @@ class Slapd:
                 % BASE, 'dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n' % BASE]
         for cn, mail, alts, status, extra in users:
             e = ['dn: cn=%s,ou=people,%s' % (cn, BASE), 'objectClass: person',
-                 'objectClass: qmailUser', 'cn: %s' % cn, 'sn: %s' % cn, 'mail: %s' % mail]
+                 'objectClass: qmailUser', 'cn: %s' % cn, 'sn: %s' % cn,
+                 'mail:: ' + base64.b64encode(mail.encode()).decode()]
             e += ['mailAlternateAddress: %s' % a for a in alts]
             if status:
                 e.append('accountStatus: %s' % status)
@@ -178,6 +183,8 @@ EXPECT = [
     ('anyone@catch.test', b'250 ok\r\n'), ('x-y@catch.test', b'250 ok\r\n'),
     ('whoever@old.test', b'250 ok\r\n'), ('joe@alias.test', b'250 ok\r\n'),
     ('dup@example.test', b'250 ok\r\n'),
+    ('spaced@example.test', b'250 ok\r\n'),
+    ('crowd@example.test', b'250 ok\r\n'), ('crowd-x@example.test', b'550 sorry, no mailbox here by that name. (#5.1.1)\r\n'),
 ]
 
 
