@@ -420,6 +420,7 @@ int valldap_lookup(const char *addr, size_t len)
   size_t i, at_i, dlen, dash[VALLDAP_EXT_LEVELS];
   int ndash = 0, r, k;
   long long deadline;
+  if (!configured && valldap_configured() == -1) { err = "unable to read control/ldapserver"; return VL_TEMP; }
   if (configured != 1) { err = "control/ldapserver missing"; return VL_UNUSABLE; }
   if (readsettings() == -1) { err = "unable to read control/ldap* or aliasdomains"; return VL_TEMP; }
   if ((r = connect_ldap()) == -2) return VL_UNUSABLE;

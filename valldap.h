@@ -26,8 +26,9 @@ int valldap_configured(void);
  * up: the address, then user-ext-catchall forms, catchall@domain and @domain. One of VL_* */
 int valldap_lookup(const char *addr, size_t len);
 
-/* valldap_exists - for SENDERCHECK: 1 an entry takes mail, 0 no such address in LDAP (the
- * local lookup is not asked), -1 cannot tell (LDAP down or not usable) */
+/* valldap_exists - for SENDERCHECK (callable without valldap_configured first; cwd the qmail
+ * home): 1 an entry takes mail, 0 no entry or disabled/deleted (the local lookup is not asked:
+ * valuser_lookup does both), -1 cannot tell (LDAP down, no control/ldapserver, no libldap) */
 int valldap_exists(const char *addr, size_t len);
 
 int valldap_localdelivery(void);  /* control/ldaplocaldelivery, default 1 */
