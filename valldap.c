@@ -17,13 +17,17 @@
  * Every filter value is escaped per RFC 4515. libldap pulls in GnuTLS and SASL, so it is
  * loaded with dlopen() when the first recipient needs LDAP, never at start-up. One
  * connection per session; connect and bind share VALLDAP_CONNECT_MS, the searches of one
- * lookup share VALLDAP_SEARCH_MS (libldap's own poll, bounded by its timeouts). After a
+ * lookup share VALLDAP_SEARCH_MS (libldap's own poll, bounded by its timeouts). Under an
+ * address-space limit below VALLDAP_AS_NEED the library is not loaded (LDAP not usable:
+ * valuser.c has no opinion and logs why). After a
  * failure (library missing, server down, timeout, error) every later question in the
  * session fails at once: the caller answers 451, never 5xx. */
 #define _GNU_SOURCE  /* memmem */
 #include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <ldap.h>
 #include "control.h"
@@ -61,7 +65,7 @@ static int localdeliv = 1;
 static unsigned search_ms = VALLDAP_SEARCH_MS;
 static stralloc servers, uris, basedn, login, password, objclass, aliasdoms, flt, key, keys;
 static const char *err = "";
-static char errbuf[160];
+static char errbuf[160], loaderr[200];
 
 static int readsettings(void);
 
@@ -179,12 +183,32 @@ static int readsettings(void)
   return settings = 1;
 }
 
+/* aslimit - the address-space limit (chpst -m, softlimit -m, ulimit -v) when libldap, GnuTLS
+ * and SASL cannot fit under it: a half-loaded GnuTLS fails in odd ways, so we do not try */
+static int aslimit(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur >= VALLDAP_AS_NEED)
+    return 0;
+  snprintf(loaderr, sizeof loaderr, "the address-space limit (chpst -m, softlimit -m) of %lu"
+           " bytes is too small for libldap: it needs about %lu", (unsigned long)rl.rlim_cur,
+           (unsigned long)VALLDAP_AS_NEED);
+  return -1;
+}
+
 static int load(void)
 {
   int i;
+  const char *e = 0;
   if (lib) return 0;
-  for (i = 0; libnames[i] && !lib; ++i) lib = dlopen(libnames[i], RTLD_NOW | RTLD_LOCAL);
-  if (!lib) return -1;
+  if (aslimit() == -1) return -1;
+  for (i = 0; libnames[i] && !lib; ++i)
+    if (!(lib = dlopen(libnames[i], RTLD_NOW | RTLD_LOCAL)) && !e) e = dlerror();
+  if (!lib) {
+    snprintf(loaderr, sizeof loaderr, "cannot load libldap: %s", e ? e : "?");
+    return -1;
+  }
 #define SYM(field, name) if (!(*(void **)&f.field = dlsym(lib, name))) return -1
   SYM(initialize, "ldap_initialize"); SYM(set_option, "ldap_set_option");
   SYM(sasl_bind, "ldap_sasl_bind"); SYM(search_ext, "ldap_search_ext");
@@ -228,7 +252,7 @@ static int connect_ldap(void)
   if (state == 1) return 0;
   if (state < 0) return state;
   if (uris.len <= 1) { err = "control/ldapserver names no server"; return state = -2; }
-  if (load() == -1) { err = "cannot load libldap"; return state = -2; }
+  if (load() == -1) { err = loaderr; return state = -2; }
   for (i = 0; i < uris.len; ++i)
     if (uris.s[i] == ' ') ++n;
   if ((rc = f.initialize(&ld, uris.s)) != LDAP_SUCCESS) { fail("ldapserver", rc); return -1; }

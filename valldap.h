@@ -7,6 +7,8 @@
 #define VALLDAP_CONNECT_MS 3000  /* connect and bind, all servers together */
 #define VALLDAP_SEARCH_MS 5000   /* every search of one lookup together */
 #define VALLDAP_EXT_LEVELS 4     /* qmail-ldap's DASH_EXT_LEVELS */
+#define VALLDAP_AS_NEED (12ul << 20)  /* address space a session needs with libldap, GnuTLS,
+                                         SASL loaded (measured: 12 000 KiB works, 11 000 not) */
 
 enum {
   VL_NOTFOUND = 0,   /* no entry: qmail-ldap goes on to the local lookup (ldaplocaldelivery) */

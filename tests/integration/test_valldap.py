@@ -142,7 +142,7 @@ def users_cdb(path):
     subprocess.run(['cdb', '-c', path], input=text, check=True)
 
 
-def setup(srv, server=None, extra=None, env=None):
+def setup(srv, server=None, extra=None, env=None, shell=()):
     control = {'me': 'mx.test', 'rcpthosts': 'example.test\nalias.test\ncatch.test\nold.test\n',
                'locals': 'example.test\nalias.test\ncatch.test\nold.test\n',
                'ldapserver': (server or LDAP).uri()[len('ldap://'):] + '\n'
@@ -153,7 +153,7 @@ def setup(srv, server=None, extra=None, env=None):
     control.update(extra or {})
     e = {'BADRCPTSOFT': '100'}  # no harvest delay: these sessions ask for many unknown users
     e.update(env or {})
-    srv.configure(control=control, env=e)
+    srv.configure(control=control, env=e, shell=shell)
     os.makedirs(os.path.join(srv.home, 'users'), exist_ok=True)
     users_cdb(os.path.join(srv.home, 'users', 'cdb'))
 
@@ -257,6 +257,29 @@ def test_maps(srv):
         maps = open('/proc/%d/maps' % pids[0]).read()
         check('libldap' in maps, 'libldap not loaded after an LDAP lookup')
         s.cmd('QUIT')
+
+
+# a sanitizer build reserves terabytes of shadow memory: it cannot run under any limit
+SANITIZER = os.environ.get('MXG_LABEL') == 'asan' or os.path.basename(
+    os.path.dirname(SMTPD)) == 'san'
+
+
+def test_small_address_space(srv):
+    """qmail-ldap's usual run script limits the address space to 3 MB: libldap (with GnuTLS
+    and SASL) needs about 12 MB, so LDAP is not usable there: no opinion, and the log says why"""
+    setup(srv, shell=['ulimit -v 3000'])
+    got = rcpts(srv, ['joe@example.test', 'nosuch@example.test', 'del@example.test'])
+    eq([g[:3] for g in got], [b'250', b'250', b'250'], 'no opinion, never 550')
+    lines = [l for l in srv.log_lines() if b'act=noopinion' in l]
+    check(len(lines) == 1 and b'why=unusable' in lines[0] and b'address-space limit' in lines[0],
+          'one log line saying why: %r' % lines)
+    setup(srv, shell=['ulimit -v 16000'])
+    got = rcpts(srv, ['joe@example.test', 'del@example.test'])
+    eq([g[:3] for g in got], [b'250', b'550'], 'with 16 MB LDAP works')
+
+
+if not SANITIZER:
+    case(test_small_address_space)
 
 
 @case
