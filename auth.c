@@ -389,7 +389,7 @@ static int ldapcheck(const char *method, const char *user, const char *pass)
   r = auth_smtp_call(buf, n, ans, sizeof ans, &alen, env_ulong("AUTHTIMEOUT", 30) * 1000);
   memset(buf, 0, sizeof buf);
   if (r) return r;
-  if (alen >= 2 && ans[0] == 'K' && ans[alen - 1] == 0 && user_ok(ans + 1)) {
+  if (alen >= 2 && ans[0] == 'K' && user_ok(ans + 1)) {  /* K name, its NUL optional */
     granted(ans + 1, strlen(ans + 1));
     return 0;
   }
