@@ -166,20 +166,22 @@ static int readsettings(void)
   int r, t = 0;
   if (settings) return settings;
   settings = -1;
-  if (mkuris() == -1) return -1;
-  if (readone(&basedn, "control/ldapbasedn") == -1) return -1;
-  if (readone(&password, "control/ldappassword") == -1) return -1;
-  if (readone(&login, "control/ldaplogin") == -1) return -1;
+  if (mkuris() == -1) return err = "out of memory", -1;
+#define READ(call, file) if ((r = (call)) == -1) return err = "unable to read " file, -1
+  READ(readone(&basedn, "control/ldapbasedn"), "control/ldapbasedn");
+  READ(readone(&password, "control/ldappassword"), "control/ldappassword");
+  READ(readone(&login, "control/ldaplogin"), "control/ldaplogin");
   if (password.len <= 1) login.len = password.len = 0;  /* qmail-ldap: anonymous */
-  if ((r = control_readline(&objclass, "control/ldapobjectclass")) == -1) return -1;
+  READ(control_readline(&objclass, "control/ldapobjectclass"), "control/ldapobjectclass");
   if (!r) objclass.len = 0;
-  if ((r = control_readint(&t, "control/ldaptimeout")) == -1) return -1;
+  READ(control_readint(&t, "control/ldaptimeout"), "control/ldaptimeout");
   search_ms = VALLDAP_SEARCH_MS;
   if (r == 1 && t > 0 && (unsigned)t * 1000u < search_ms) search_ms = (unsigned)t * 1000u;
   localdeliv = 1;
-  if (control_readint(&localdeliv, "control/ldaplocaldelivery") == -1) return -1;
-  if ((r = control_readfile(&aliasdoms, "control/aliasdomains")) == -1) return -1;
+  READ(control_readint(&localdeliv, "control/ldaplocaldelivery"), "control/ldaplocaldelivery");
+  READ(control_readfile(&aliasdoms, "control/aliasdomains"), "control/aliasdomains");
   if (!r) aliasdoms.len = 0;
+#undef READ
   return settings = 1;
 }
 
@@ -446,7 +448,7 @@ int valldap_lookup(const char *addr, size_t len)
   long long deadline;
   if (!configured && valldap_configured() == -1) { err = "unable to read control/ldapserver"; return VL_TEMP; }
   if (configured != 1) { err = "control/ldapserver missing"; return VL_UNUSABLE; }
-  if (readsettings() == -1) { err = "unable to read control/ldap* or aliasdomains"; return VL_TEMP; }
+  if (readsettings() == -1) return VL_TEMP;  /* err names the file */
   if ((r = connect_ldap()) == -2) return VL_UNUSABLE;
   if (r == -1) return VL_TEMP;
   for (i = len; i-- > 0;)

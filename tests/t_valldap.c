@@ -50,6 +50,7 @@ int main(void)
   valldap_reset();
   check_long("configured reads only ldapserver", valldap_configured(), 1);
   check_long("unreadable control file: temporary", valldap_lookup("a@b", 3), VL_TEMP);
+  check_str("the error names the file", valldap_error(), "unable to read control/ldapbasedn");
   check_long("still no library loaded", valldap_loaded(), 0);
   return check_done();
 }
