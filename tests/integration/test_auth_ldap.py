@@ -37,6 +37,9 @@ except Exception:
     sys.exit(0)
 if u == b'crash':
     sys.exit(111)
+if u == b'hang':
+    import time
+    time.sleep(60)
 if u == b'zed':
     sys.stdout.buffer.write(b'Z')
     sys.exit(0)
@@ -123,6 +126,22 @@ def test_refusals(srv):
         r = s.cmd('AUTH PLAIN ' + b64('\0crash\0x'))
         check(r.startswith(b'454 ') and b'4.3.0' in r, 'exit 111: 454, got %r' % r)
     check(b'secret' not in srv.log() and b'wrong' not in srv.log(), 'no password in the log')
+
+
+@case
+def test_hanging_helper(srv):
+    """an auth_smtp that never answers is killed at AUTHTIMEOUT: 454"""
+    import time
+    conf(srv, env={'AUTHTIMEOUT': '1'})
+    with srv.session() as s:
+        s.reply()
+        s.cmd('EHLO c.test')
+        t = time.time()
+        r = s.cmd('AUTH PLAIN ' + b64('\0hang\0x'), timeout=10)
+        took = time.time() - t
+        check(r.startswith(b'454 '), 'reply %r' % r)
+        check(0.9 <= took < 3, 'took %.1f s' % took)
+        eq(s.cmd('NOOP'), b'250 ok\r\n', 'the session goes on')
 
 
 @case
