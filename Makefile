@@ -17,6 +17,7 @@ LIBS = -lowfat -lcares
 SMTPD_OBJS = smtpd.o addr.o auth.o control.o data.o instruct.o io.o log.o queue.o stock.o tls.o ossl.o \
   valuser.o valsql.o dnsbl.o rules.o pattern.o
 PROGS = mxguard-smtpd qq-maildir mxguard-users mxguard-rules
+SMTPD_OBJS += valldap.o
 TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_queue \
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl tests/t_rules
@@ -30,6 +31,7 @@ BENCHPROGS = bench/banner bench/qq-sink
 # geoip (rules below, "geoip:")
 SMTPD_OBJS += geoip.o
 TESTPROGS += tests/t_geoip tests/t_dynptr
+TESTPROGS += tests/t_valldap
 
 default: $(PROGS)
 
@@ -41,6 +43,7 @@ all: $(PROGS) $(TESTPROGS) $(BENCHPROGS)
 # want. That one known warning is filtered out.
 STATIC_DLOPEN_NOTE = -e "valsql.o: in function .load.:" -e "ossl.o: in function .ossl_load.:" \
   -e "Using .dlopen. in statically linked"
+STATIC_DLOPEN_NOTE += -e "valldap.o: in function .load.:"
 # Static libcares brings getservbyname (ares_getaddrinfo) and getservbyport_r (ares_getnameinfo):
 # dnsbl.c only calls ares_query, which never asks for a service name, so neither runs.
 STATIC_DLOPEN_NOTE += -e "libcares_la-ares_getaddrinfo.o): in function .ares_getaddrinfo.:" \
@@ -82,7 +85,7 @@ queue.o: queue.c queue.h proc.h conf-cc
 	$(COMPILE) -c $(SRC)/queue.c -o $@
 stock.o: stock.c stock.h control.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/stock.c -o $@
-valuser.o: valuser.c valuser.h valsql.h control.h decision.h log.h session.h conf-cc
+valuser.o: valuser.c valuser.h valsql.h valldap.h control.h decision.h log.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/valuser.c -o $@
 ossl.o: ossl.c ossl.h conf-cc
 	$(COMPILE) -c $(SRC)/ossl.c -o $@
@@ -90,9 +93,9 @@ valsql.o: valsql.c valsql.h control.h conf-cc
 	$(COMPILE) -I/usr/include/mariadb -c $(SRC)/valsql.c -o $@
 # mxguard-users: valuser's live lookup over every backend into one cdb (run as root from cron;
 # linked dynamically: start-up cost does not matter, getpwent/NSS and dlopen do)
-mxguard-users: mxguard-users.o valuser.o valsql.o control.o log.o version.o conf-ld
-	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o control.o log.o version.o $(LIBS)
-mxguard-users.o: mxguard-users.c valuser.h valsql.h control.h version.h conf-cc
+mxguard-users: mxguard-users.o valuser.o valsql.o valldap.o control.o log.o version.o conf-ld
+	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o valldap.o control.o log.o version.o $(LIBS)
+mxguard-users.o: mxguard-users.c valuser.h valsql.h valldap.h control.h version.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
 rules.o: rules.c rules.h addr.h control.h dnsbl.h geoip.h log.h pattern.h stock.h valuser.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
@@ -100,7 +103,7 @@ pattern.o: pattern.c pattern.h conf-cc
 	$(COMPILE) -c $(SRC)/pattern.c -o $@
 # mxguard-rules: the compiler and explainer (linked dynamically like mxguard-users)
 RULES_TOOL_OBJS = mxguard-rules.o rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o stock.o \
-  valuser.o valsql.o
+  valuser.o valsql.o valldap.o
 mxguard-rules: $(RULES_TOOL_OBJS) conf-ld
 	$(subst -static,,$(LINK)) -o $@ $(RULES_TOOL_OBJS) $(LIBS)
 mxguard-rules.o: mxguard-rules.c rules.h control.h conf-cc
@@ -110,7 +113,7 @@ smtpd.o: switches.h
 switches.o: switches.c switches.h control.h decision.h dnsbl.h log.h session.h stock.h valuser.h \
   conf-cc
 	$(COMPILE) -c $(SRC)/switches.c -o $@
-SWITCHES_TEST_OBJS = switches.o dnsbl.o stock.o valuser.o valsql.o control.o io.o log.o
+SWITCHES_TEST_OBJS = switches.o dnsbl.o stock.o valuser.o valsql.o valldap.o control.o io.o log.o
 tests/t_switches: tests/t_switches.c $(SWITCHES_TEST_OBJS) tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_switches.c $(SWITCHES_TEST_OBJS) $(LIBS)
 qq-maildir.o: qq-maildir.c conf-cc
@@ -171,16 +174,16 @@ tests/t_instruct: tests/t_instruct.c instruct.o control.o tests/check.h tests/.d
 	$(COMPILE) -o $@ $(SRC)/tests/t_instruct.c instruct.o control.o $(LIBS)
 tests/t_log: tests/t_log.c log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_log.c log.o $(LIBS)
-tests/t_valuser: tests/t_valuser.c valuser.o valsql.o control.o log.o tests/check.h tests/.dir
-	$(COMPILE) -o $@ $(SRC)/tests/t_valuser.c valuser.o valsql.o control.o log.o $(LIBS)
+tests/t_valuser: tests/t_valuser.c valuser.o valsql.o valldap.o control.o log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_valuser.c valuser.o valsql.o valldap.o control.o log.o $(LIBS)
 tests/t_auth: tests/t_auth.c auth.o proc.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_auth.c auth.o proc.o $(LIBS)
 tests/t_dnsbl: tests/t_dnsbl.c dnsbl.o control.o io.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dnsbl.c dnsbl.o control.o io.o log.o $(LIBS)
 tests/t_rules: tests/t_rules.c rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o stock.o \
-  valuser.o valsql.o tests/check.h tests/.dir
+  valuser.o valsql.o valldap.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_rules.c rules.o pattern.o geoip.o addr.o control.o dnsbl.o io.o log.o \
-	  stock.o valuser.o valsql.o $(LIBS)
+	  stock.o valuser.o valsql.o valldap.o $(LIBS)
 tests/t_stock: tests/t_stock.c stock.o control.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_stock.c stock.o control.o $(LIBS)
 # linked as mxguard-smtpd is, so that they are fair floors
@@ -194,10 +197,19 @@ FUZZCC = clang -std=gnu99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-saniti
 tests/fuzz_smtpd: tests/fuzz_smtpd.c tests/blast_model.h addr.c data.c tests/.dir
 	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_smtpd.c $(SRC)/addr.c $(SRC)/data.c -l:libowfat.a
 
-FUZZ_RULES_SRCS = rules.c pattern.c geoip.c addr.c control.c dnsbl.c io.c log.c stock.c valuser.c valsql.c
+FUZZ_RULES_SRCS = rules.c pattern.c geoip.c addr.c control.c dnsbl.c io.c log.c stock.c valuser.c valsql.c \
+  valldap.c
 tests/fuzz_rules: tests/fuzz_rules.c $(FUZZ_RULES_SRCS) tests/.dir
 	$(FUZZCC) -I/usr/include/mariadb -o $@ $(SRC)/tests/fuzz_rules.c $(addprefix $(SRC)/,$(FUZZ_RULES_SRCS)) \
 	  -l:libowfat.a -lcares
+# qmail-ldap: valldap.c loads libldap with dlopen when a recipient first needs LDAP
+valldap.o: valldap.c valldap.h control.h conf-cc
+	$(COMPILE) -c $(SRC)/valldap.c -o $@
+tests/t_valldap: tests/t_valldap.c valldap.o control.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_valldap.c valldap.o control.o $(LIBS)
+bench-ldap: all
+	$(SRC)/bench/valldap
+.PHONY: bench-ldap
 
 deps:
 	$(SRC)/install-deps

@@ -3,7 +3,14 @@
  * fd 3, exit 0 = good). Enabled by argv: "hostname checkprog args" (Dabrowski/jms1 form: all
  * three methods), or "checkprog args" (argv[1] with a '/', Hoffmann form) together with
  * SMTPAUTH set and not "-" or "0" (value "": LOGIN PLAIN; "+cram": also CRAM-MD5; "cram":
- * CRAM-MD5 only; a leading '!' also makes AUTH required). Reads AUTHREQUIRED, AUTHTIMEOUT
+ * CRAM-MD5 only; "-cram": LOGIN PLAIN, never CRAM-MD5; "TLSREQUIRED" (qmail-ldap): LOGIN PLAIN
+ * offered and accepted only inside TLS; a leading '!' also makes AUTH required).
+ * qmail-ldap: with SMTPAUTH set and no checkpassword in argv, the qmail home's bin/auth_smtp
+ * checks LOGIN and PLAIN as qmail-ldap's qmail-smtpd calls it: "login" NUL b64user NUL
+ * b64pass NUL, or "plain" NUL b64(NUL user NUL pass) NUL on its stdin; it answers on stdout
+ * K user NUL (good), D (refused: 535), Z (malformed: 501), anything else or an exit status
+ * other than 0 is 454; CRAM-MD5 is not offered (auth_smtp cannot check it). AUTHPREPEND
+ * (qmail-ldap) is put before the authenticated name. Reads AUTHREQUIRED, AUTHTIMEOUT
  * (seconds the child may take, default 30), AUTHDELAY (seconds before a 535, default 5) and
  * AUTHFAILMAX (failures before the session is closed, default 5). A checkpassword that cannot
  * be started, crashes, exits 111 or outlives AUTHTIMEOUT (it is killed) gives 454, never a
@@ -27,11 +34,17 @@
 #include "auth.h"
 #include "proc.h"
 
+#define AUTH_SMTP "bin/auth_smtp"  /* qmail-ldap's helper, relative to the qmail home */
+#define AUTH_PREPEND_MAX 64
+
 static const char *cram_host;
 static char **checkprog;
 static unsigned methods;
-static int enabled, required, failures;
-static char user_out[AUTH_USER_MAX + 1];
+static int enabled, required, failures, tlsreq, ldapmode;
+static const char *note;  /* why AUTH is off or limited, for the log */
+static char *smtp_argv[] = {AUTH_SMTP, 0};
+static const char *curmech;  /* "plain", "login", "cram-md5": the exchange in progress */
+static char user_out[AUTH_PREPEND_MAX + AUTH_USER_MAX + 1];
 static char resp[AUTH_LINE_MAX + 1];    /* the client's line */
 static char dec[AUTH_LINE_MAX + 1];     /* decoded */
 static char dec2[AUTH_LINE_MAX + 1];
@@ -51,8 +64,10 @@ int auth_init(const char *host, char **prog, const char *local)
   const char *sa = getenv("SMTPAUTH");
   checkprog = prog;
   required = getenv("AUTHREQUIRED") != 0;
-  if (!prog || !prog[0]) return enabled = 0;
-  if (host) {
+  tlsreq = ldapmode = 0;
+  note = 0;
+  if ((!prog || !prog[0]) && (!sa || !strcmp(sa, "-") || !strcmp(sa, "0"))) return enabled = 0;
+  if (host && prog && prog[0]) {
     cram_host = host;
     methods = AUTH_LOGIN | AUTH_PLAIN | AUTH_CRAM;
     return enabled = 1;
@@ -62,11 +77,26 @@ int auth_init(const char *host, char **prog, const char *local)
   if (*sa == '!') { required = 1; ++sa; }
   if (!strcmp(sa, "cram")) methods = AUTH_CRAM;
   else if (!strcmp(sa, "+cram")) methods = AUTH_LOGIN | AUTH_PLAIN | AUTH_CRAM;
-  else methods = AUTH_LOGIN | AUTH_PLAIN;
+  else methods = AUTH_LOGIN | AUTH_PLAIN;  /* "", "-cram", "TLSREQUIRED", anything else */
+  tlsreq = !strcasecmp(sa, "TLSREQUIRED");
+  if (!prog || !prog[0]) {  /* qmail-ldap: no checkpassword in argv */
+    if (access(AUTH_SMTP, X_OK) == -1) {
+      note = "SMTPAUTH is set but there is no checkpassword in argv and no executable "
+             AUTH_SMTP " in the qmail home";
+      return enabled = 0;
+    }
+    checkprog = smtp_argv;
+    ldapmode = 1;
+    if (methods & AUTH_CRAM) note = AUTH_SMTP " cannot check CRAM-MD5: not offered";
+    methods &= (unsigned)~AUTH_CRAM;
+    if (!methods) return enabled = 0;
+  }
   return enabled = 1;
 }
 
 int auth_configured(void) { return checkprog && checkprog[0]; }
+int auth_tls_required(void) { return tlsreq; }
+const char *auth_note(void) { return note; }
 int auth_enabled(void) { return enabled; }
 int auth_required(void) { return required; }
 unsigned auth_methods(void) { return methods; }
@@ -256,6 +286,66 @@ int auth_checkpw(char **argv, const char *user, const char *pass, const char *ch
   return w;
 }
 
+/* auth_smtp_call - qmail-ldap's bin/auth_smtp: data (len bytes) on its stdin, the answer from
+ * its stdout into ans (at most size-1 bytes, NUL-terminated). 0 ok (*anslen set), or AUTH_E* */
+static int auth_smtp_call(const char *data, size_t len, char *ans, size_t size, size_t *anslen,
+                          unsigned long timeout_ms)
+{
+  int in[2], out[2], st, dead = 0, pidfd;
+  size_t w = 0, n = 0;
+  pid_t pid;
+  long long deadline = proc_now_ms() + (long long)timeout_ms;
+  if (pipe(in) == -1) return AUTH_EPIPE;
+  if (pipe(out) == -1) { close(in[0]); close(in[1]); return AUTH_EPIPE; }
+  pid = fork();
+  if (pid == -1) {
+    close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+    return AUTH_EFORK;
+  }
+  if (!pid) {
+    if (dup2(in[0], 0) == -1 || dup2(out[1], 1) == -1) _exit(111);
+    close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {  /* only what the protocol gives */
+      int i;
+      for (i = 3; i < 1024; ++i) fcntl(i, F_SETFD, FD_CLOEXEC);
+    }
+    signal(SIGPIPE, SIG_DFL);
+    execv(smtp_argv[0], smtp_argv);
+    _exit(111);
+  }
+  close(in[0]);
+  close(out[1]);
+  pidfd = proc_pidfd(pid);
+  fcntl(in[1], F_SETFL, O_NONBLOCK);
+  while (w < len) {  /* a few hundred bytes at most: fits in the pipe */
+    ssize_t r = write(in[1], data + w, len - w);
+    if (r <= 0 && errno != EINTR) break;
+    if (r > 0) w += (size_t)r;
+  }
+  close(in[1]);
+  for (;;) {  /* its answer, until EOF, within the deadline */
+    struct pollfd pfd;
+    long long left = deadline - proc_now_ms();
+    ssize_t r;
+    if (left <= 0) { dead = 1; break; }
+    pfd.fd = out[0];
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) <= 0) continue;
+    r = read(out[0], ans + n, size - 1 - n);
+    if (r == -1 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+    if (n == size - 1) break;
+  }
+  close(out[0]);
+  ans[n] = 0;
+  *anslen = n;
+  if (dead) kill(pid, SIGKILL);
+  st = reap(pid, pidfd, dead ? proc_now_ms() + 1000 : deadline);
+  if (dead || st == AUTH_ECHILD || st) return AUTH_ECHILD;  /* qmail-ldap: exit != 0 is 454 */
+  return w == len ? 0 : AUTH_EWRITE;
+}
+
 static struct decision qmailreply(int code, const char *text, const char *esc, const char *why)
 {
   struct decision d = DECISION_NONE;
@@ -290,14 +380,63 @@ static int user_ok(const char *u)
   return 1;
 }
 
+/* granted - the authenticated name, AUTHPREPEND (qmail-ldap) before it */
+static void granted(const char *user, size_t len)
+{
+  const char *pre = getenv("AUTHPREPEND");
+  size_t n = pre ? strlen(pre) : 0;
+  if (n > AUTH_PREPEND_MAX) n = AUTH_PREPEND_MAX;
+  if (len > AUTH_USER_MAX) len = AUTH_USER_MAX;
+  memcpy(user_out, pre ? pre : "", n);
+  memcpy(user_out + n, user, len);
+  user_out[n + len] = 0;
+}
+
+/* ldapcheck - the question to bin/auth_smtp: 0 good (user_out set), 1 refused, -1 malformed,
+ * or AUTH_E* */
+static int ldapcheck(const char *method, const char *user, const char *pass)
+{
+  static char buf[4 * AUTH_LINE_MAX + 64], raw[AUTH_LINE_MAX + 2], ans[AUTH_USER_MAX + 3];
+  size_t n, lu = strlen(user), lp = strlen(pass), alen = 0;
+  int r;
+  if (lu + lp + 2 > AUTH_LINE_MAX) return 1;
+  n = strlen(method) + 1;
+  memcpy(buf, method, n);
+  if (!strcmp(method, "login")) {
+    n += auth_b64encode(user, lu, buf + n) + 1;
+    n += auth_b64encode(pass, lp, buf + n) + 1;
+  } else {  /* plain: NUL user NUL pass */
+    raw[0] = 0;
+    memcpy(raw + 1, user, lu + 1);
+    memcpy(raw + lu + 2, pass, lp);
+    n += auth_b64encode(raw, lu + lp + 2, buf + n) + 1;
+    memset(raw, 0, sizeof raw);
+  }
+  r = auth_smtp_call(buf, n, ans, sizeof ans, &alen, env_ulong("AUTHTIMEOUT", 30) * 1000);
+  memset(buf, 0, sizeof buf);
+  if (r) return r;
+  if (alen >= 2 && ans[0] == 'K' && user_ok(ans + 1)) {  /* K name, its NUL optional */
+    granted(ans + 1, strlen(ans + 1));
+    return 0;
+  }
+  if (alen >= 1 && ans[0] == 'D') return 1;
+  if (alen >= 1 && ans[0] == 'Z') return -1;
+  return AUTH_ECHILD;
+}
+
 static struct decision check(const char *user, const char *pass, const char *chal)
 {
   struct decision d;
   int r;
   if (!user_ok(user) || !*pass) return malformed();
-  r = auth_checkpw(checkprog, user, pass, chal, env_ulong("AUTHTIMEOUT", 30) * 1000);
+  if (ldapmode) {
+    r = ldapcheck(curmech, user, pass);
+    if (r == -1) return qmailreply(501, "authentication exchange failed", "5.5.4", "auth_malformed");
+    if (r == 0) return qmailreply(235, "ok, go ahead", "2.0.0", "auth");
+  } else
+    r = auth_checkpw(checkprog, user, pass, chal, env_ulong("AUTHTIMEOUT", 30) * 1000);
   if (r == 0) {
-    strcpy(user_out, user);
+    granted(user, strlen(user));
     return qmailreply(235, "ok, go ahead", "2.0.0", "auth");
   }
   if (r == 1) {
@@ -395,7 +534,7 @@ struct decision auth_command(const char *arg, const struct auth_io *io, const ch
       break;
   if (i == sizeof mechs / sizeof mechs[0])
     return qmailreply(504, "auth type invalid", "5.5.1", "auth_type");
-  *method = mechs[i].method;
+  *method = curmech = mechs[i].method;
   d = mechs[i].fn(init, io);
   zero();
   if (d.code == 235) *user = user_out;

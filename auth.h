@@ -12,7 +12,9 @@ enum { AUTH_PLAIN = 1, AUTH_LOGIN = 2, AUTH_CRAM = 4 };
 /* auth_init - from argv ("hostname checkprog args" or "checkprog args", argv[1] with a '/')
  * and SMTPAUTH; host and prog as smtpd.c split them. 1 when AUTH is enabled */
 int auth_init(const char *host, char **prog, const char *local);
-int auth_configured(void);   /* a checkpassword argv was given */
+int auth_configured(void);   /* a checkpassword argv was given, or qmail-ldap's bin/auth_smtp */
+int auth_tls_required(void); /* SMTPAUTH=TLSREQUIRED (qmail-ldap): AUTH only inside TLS */
+const char *auth_note(void); /* why AUTH is off or limited although SMTPAUTH is set, or 0 */
 int auth_enabled(void);
 int auth_required(void);     /* AUTHREQUIRED, or SMTPAUTH starting with '!' */
 unsigned auth_methods(void); /* AUTH_* bits */

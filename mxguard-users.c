@@ -32,6 +32,7 @@
 #include "control.h"
 #include "version.h"
 #include "log.h"
+#include "valldap.h"
 #include "valsql.h"
 #include "valuser.h"
 
@@ -277,6 +278,8 @@ static void put(char type, const char *local, size_t llen, const char *domain, c
 }
 
 /* ask - the live answer for local@domain; aborts on a temporary failure */
+/* ask - the live answer; "no opinion" (a shape valuser.c cannot read) counts as deliverable,
+ * so that the cdb never refuses what the live lookup would accept */
 static int ask(const char *local, size_t llen, const char *domain)
 {
   static stralloc a;
@@ -316,10 +319,10 @@ static void domain(const char *dom, const char *prefix)
       if (len && l[len - 1] != '-') continue;
       if (!len) continue;  /* the domain probe answered that */
       if (!stralloc_copyb(&probe, l, len) || !stralloc_cats(&probe, PROBE)) nomem();
-      if (ask(probe.s, probe.len, dom) == VU_YES) { put('P', l, len, dom, ""); ++npre; }
+      if (ask(probe.s, probe.len, dom) != VU_NO) { put('P', l, len, dom, ""); ++npre; }
       continue;
     }
-    if (len && ask(l, len, dom) == VU_YES) { put('A', l, len, dom, ""); ++naddr; }
+    if (len && ask(l, len, dom) != VU_NO) { put('A', l, len, dom, ""); ++naddr; }
   }
 }
 
@@ -371,6 +374,12 @@ int main(int argc, char **argv)
   log_init();
   valuser_getpwnam = getpwnam;  /* NSS users too (LDAP, sssd): this tool is linked dynamically */
   if (control_chdir() == -1) die(111, "cannot chdir to ", control_home());
+  if ((r = valldap_configured()) == -1) die(111, "cannot read control/ldapserver", 0);
+  if (r) {  /* qmail-ldap: users come and go in LDAP; a copy would refuse new ones */
+    fprintf(stderr, "mxguard-users: control/ldapserver exists: mxguard-smtpd asks LDAP live and"
+                    " does not use " VALUSER_CDB "; nothing written\n");
+    return 0;
+  }
   lock();
   if ((r = valsql_configured(VALUSER_SQLCONF)) == -1) die(111, "cannot read ", VALUSER_SQLCONF);
   usesql = r;
@@ -398,7 +407,7 @@ int main(int argc, char **argv)
       *colon = 0;
       for (r = 0; e[r]; ++r)
         if (e[r] >= 'A' && e[r] <= 'Z') e[r] += 32;
-      if (ask(e, (size_t)(at - e), at + 1) == VU_YES) { put('A', e, (size_t)(at - e), at + 1, ""); ++naddr; }
+      if (ask(e, (size_t)(at - e), at + 1) != VU_NO) { put('A', e, (size_t)(at - e), at + 1, ""); ++naddr; }
       continue;
     }
     if (!colon || colon == e || *e == '.' || !colon[1]) {

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
@@ -414,6 +415,7 @@ static int auth_offer(void)
 {
   const char *x = getenv("FORCETLS");
   if (!auth_enabled() || s.auth_user) return 0;
+  if (auth_tls_required() && !starttls_active()) return 0;  /* qmail-ldap's TLSREQUIRED */
   if (starttls_active() || (x && !strcmp(x, "0"))) return 1;
   return !starttls_wanted();
 }
@@ -469,6 +471,51 @@ static unsigned long mail_size(const char *arg)
   return 0;
 }
 
+/* mail_auth_param - MAIL's AUTH=<xtext> (RFC 4954, as sagredo's patch): the client's claim of
+ * who submitted the message; it becomes TCPREMOTEINFO (the Received line's "(info@ip)") only
+ * when that is still unset, and only printable text without blanks, parentheses or '@'. */
+static void mail_auth_param(const char *arg)
+{
+  static char info[65];
+  const char *p = strchr(arg, '>');
+  size_t n = 0;
+  if (!p || s.remoteinfo) return;
+  for (p = strchr(p, ' '); p && *p; p = strchr(p, ' ')) {
+    while (*p == ' ') ++p;
+    if (strncasecmp(p, "AUTH=", 5)) continue;
+    for (p += 5; *p && *p != ' ' && n < sizeof info - 1; ++p) {
+      char c = *p;
+      if (c == '+' && p[1] && p[2]) {  /* xtext: +XX */
+        unsigned v = 0;
+        int k;
+        for (k = 1; k <= 2; ++k) {
+          char h = p[k];
+          v = v * 16 + (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
+        }
+        if (v > 255) return;
+        c = (char)v;
+        p += 2;
+      }
+      if (c <= ' ' || c > '~' || c == '(' || c == ')' || c == '@' || c == '<' || c == '>' || c == '\\')
+        return;  /* "<>" (unknown submitter) and anything odd: ignored */
+      info[n++] = c;
+    }
+    if (!n || (*p && *p != ' ')) return;
+    info[n] = 0;
+    s.remoteinfo = info;
+    if (setenv("TCPREMOTEINFO", info, 1)) die_nomem();
+    return;
+  }
+}
+
+/* forceauth_ok - sagredo's FORCEAUTHMAILFROM: an authenticated client sends as itself */
+static int forceauth_ok(void)
+{
+  const char *x = getenv("FORCEAUTHMAILFROM");
+  if (!s.auth_user || !x || !strcmp(x, "0")) return 1;
+  return !case_diffs(s.auth_user, s.rcpt.s);
+}
+
 static void smtp_mail(const char *arg)
 {
   struct decision d;
@@ -478,6 +525,10 @@ static void smtp_mail(const char *arg)
     return;
   }
   if (!parse(arg)) { err_syntax(); return; }
+  if (!forceauth_ok()) {
+    say_qmail(503, "from and auth not the same", "5.5.1", "forceauthmailfrom", 0);
+    return;
+  }
   s.declared_size = mail_size(arg);
   if (!stralloc_copy(&s.mailfrom, &s.rcpt) || !stralloc_0(&s.mailfrom)) die_nomem();
   --s.mailfrom.len;  /* the checks of this MAIL read the new sender; seenmail says if it holds */
@@ -489,6 +540,7 @@ static void smtp_mail(const char *arg)
   s.rcptto.len = 0;
   s.nrcpt = 0;
   rules_newmail();
+  mail_auth_param(arg);
   say(250, "ok");
 }
 
@@ -801,8 +853,17 @@ static void smtp_starttls(const char *arg)
 static void smtp_auth(const char *arg)
 {
   static const struct auth_io aio = {auth_prompt, auth_getline};
+  static int noted;
   const char *user = 0, *method = 0;
   struct decision d;
+  if (auth_note() && !noted && log_on(LOG_ERROR)) {  /* SMTPAUTH set, nothing (fully) checks */
+    noted = 1;
+    log_start("auth");
+    log_str("ip", s.remoteip);
+    log_str("result", auth_configured() ? "limited" : "unavailable");
+    log_str("why", auth_note());
+    log_end();
+  }
   if (!auth_configured()) { smtp_unimpl(arg); return; }
   if (!auth_enabled()) { say_qmail(503, "auth not available", "5.3.3", "auth_off", 0); return; }
   if (s.needhelo) { say_qmail(503, "EHLO first", "5.5.1", "order", 0); return; }
@@ -1022,6 +1083,7 @@ int main(int argc, char **argv)
     log_str("relay", s.relayclient ? "yes" : "no");
     if (auth_argv) log_str("auth", "configured");
     if (log_on(LOG_DEBUG)) log_str("version", mxguard_version);
+    if (!auth_argv && auth_configured()) log_str("auth", "auth_smtp");  /* qmail-ldap's bin/auth_smtp */
     log_end();
   }
   if (getenv("MXG_TRACE")) rules_trace = trace;

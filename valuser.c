@@ -8,11 +8,18 @@
  * (bounce-no-mailbox or delete: unknown users do not exist; anything else is a catch-all),
  * then valias (SQL), the user in SQL (control/vpopmail.mysql) or vpasswd.cdb/vpasswd (a user
  * with the BOUNCE_MAIL flag does not exist), the user before the first '-' (QMAIL_EXT) and
- * ezmlm list directories. When control/mxguard-users.cdb exists (written as root by
- * mxguard-users) it alone answers. Remote domains, relay clients (unless RCPTCHECKRELAY) and
- * vpopmail domains with no user database found are not checked. Any unreadable control file,
+ * ezmlm list directories. qmail-ldap (control/ldapserver): control/goodmailaddr passes, then
+ * valldap.c's LDAP entry decides, else (ldaplocaldelivery) the lookup above or only the alias
+ * user, as qmail-lspawn does. When control/mxguard-users.cdb exists (written as root by
+ * mxguard-users) and LDAP is not used, it alone answers. Remote domains and relay clients
+ * (unless RCPTCHECKRELAY) are not checked. A shape of the qmail home we cannot read - LDAP
+ * configured but not usable, a -default file running a program other than vdelivermail, a
+ * vpopmail domain with no user database, an odd virtualdomains target, users/assign newer
+ * than users/cdb - is "no opinion" (accepted, one log line per session and reason): 550 only
+ * when the backend that delivers says no such user. Any unreadable control file,
  * cdb read error, open/stat error other than "absent", missing alias user or SQL trouble is
- * VU_TEMP: a recipient is never refused because something was down. Switches: RCPTCHECK
+ * VU_TEMP: a recipient is never refused because something was down (with LDAPSOFTOK on a
+ * qmail-ldap site it passes instead, as qmail-ldap's). Switches: RCPTCHECK
  * (qmail-ldap; "0"/"no"/"off" off, else on), CHKUSER_START (ALWAYS on, DOMAIN only domains
  * whose .qmail-default bounces, anything else off). Harvest defence: once BADRCPTSOFT unknown
  * recipients were refused, every RCPT reply waits BADRCPTDELAY; once BADRCPTLIMIT were
@@ -31,6 +38,7 @@
 #include <stralloc.h>
 #include "control.h"
 #include "log.h"
+#include "valldap.h"
 #include "valsql.h"
 #include "valuser.h"
 
@@ -53,10 +61,14 @@ struct vmap {
 
 static int loaded;  /* 1 control files read, -1 a read error */
 static const char *loaderr;
-static struct cmap locals, percenthack;
+static struct cmap locals, percenthack, goodmail;
 static struct vmap vdom;
 static stralloc envnoathost;
-static int usecdb, usesql;
+static int usecdb, usesql, useldap;
+static int assignstale;         /* users/assign newer than users/cdb (or no users/cdb) */
+static int aliasonly;           /* qmail-ldap without ldaplocaldelivery: LDAP, then ~alias */
+static unsigned noop_logged;    /* "no opinion" reasons already logged in this session */
+static const char *noop_why, *noop_detail;  /* set by noopinion() for the lookup in progress */
 static int sw_on = -1, sw_domainmode, sw_relay;
 static unsigned soft = BADRCPTSOFT, delay_ms = BADRCPTDELAY, limit = BADRCPTLIMIT;
 static unsigned nbad;
@@ -190,8 +202,13 @@ static int load(void)
   int r;
   struct stat st;
   if (loaded) return loaded;
-  if (stat(VALUSER_CDB, &st) == 0) usecdb = 1;
-  else if (errno != ENOENT) return loadfail(VALUSER_CDB);
+  if ((r = valldap_configured()) == -1) return loadfail("control/ldapserver");
+  useldap = r;  /* qmail-ldap: LDAP is asked live, the cdb does not hold its users */
+  goodmail.sa.len = 0;
+  if (useldap && cmap_load(&goodmail, "control/goodmailaddr") == -1)
+    return loadfail("control/goodmailaddr");
+  if (!useldap && stat(VALUSER_CDB, &st) == 0) usecdb = 1;
+  else if (!useldap && errno != ENOENT) return loadfail(VALUSER_CDB);
   if (usecdb && !liveonly) return loaded = 1;  /* the cdb alone answers: nothing else to read */
   if ((r = cmap_load(&locals, "control/locals")) == -1) return loadfail("control/locals");
   if (!r) {
@@ -200,6 +217,12 @@ static int load(void)
     if (r && !stralloc_0(&locals.sa)) return loadfail("control/me");
   }
   if (vmap_load(&vdom, "control/virtualdomains") == -1) return loadfail("control/virtualdomains");
+  assignstale = 0;
+  if (stat("users/assign", &st) == 0) {  /* qmail-newu not run: deliveries use the new one */
+    struct stat cst;
+    if (stat("users/cdb", &cst) == -1 ? errno == ENOENT : cst.st_mtime < st.st_mtime)
+      assignstale = 1;
+  }
   return loaded = 1;
 }
 
@@ -207,10 +230,12 @@ void valuser_reset(void)
 {
   loaded = 0;
   lazy_ph = lazy_ena = lazy_sql = 0;
-  usecdb = usesql = 0;
+  usecdb = usesql = useldap = 0;
   sw_on = -1;
   nbad = 0;
+  noop_logged = 0;
   valsql_reset();
+  valldap_reset();
 }
 
 static void res_set(struct vu_result *res, int r, const char *backend, const char *why)
@@ -218,6 +243,15 @@ static void res_set(struct vu_result *res, int r, const char *backend, const cha
   res->r = r;
   res->backend = backend;
   res->why = why;
+}
+
+/* noopinion - a backend shape we cannot read: accept as stock qmail-smtpd, and say why once */
+static void noopinion(struct vu_result *res, const char *backend, const char *why,
+                      const char *why_detail)
+{
+  res_set(res, VU_SKIP, backend, why);
+  noop_why = why;
+  noop_detail = why_detail;
 }
 
 static void temp(struct vu_result *res, const char *backend, const char *why, const char *a,
@@ -379,10 +413,10 @@ static int qmailgetpw(const char *l, size_t len, struct nughde *n)
 static int resolve(const char *l, size_t len, struct nughde *n, struct vu_result *res)
 {
   struct passwd *pw;
-  int r = userscdb(l, len, n);
+  int r = aliasonly ? 0 : userscdb(l, len, n);
   n->fromcdb = r == 1;
   if (r == -1) { temp(res, "qmail", "userscdb", "users/cdb", 0); return -1; }
-  if (r == 0) r = qmailgetpw(l, len, n);
+  if (r == 0 && !aliasonly) r = qmailgetpw(l, len, n);
   if (r == -1) { temp(res, "qmail", "getpw", "getpwnam", 0); return -1; }
   if (r == 1) return 0;
   errno = 0;
@@ -498,6 +532,19 @@ static int search(const struct nughde *n, stralloc *body, int *isdefault, size_t
       return -1;
     }
     if ((r = qmfile(&n->home, &name, body, res))) { *cut = i; return r; }
+  }
+  return 0;
+}
+
+/* program - does a .qmail file run a program (a '|' line): it decides alone what exists */
+static int program(const stralloc *body)
+{
+  size_t p = 0;
+  while (p < body->len) {
+    const char *l = body->s + p, *nl = memchr(l, '\n', body->len - p);
+    size_t len = nl ? (size_t)(nl - l) : body->len - p;
+    if (len && *l == '|') return 1;
+    p += len + 1;
   }
   return 0;
 }
@@ -635,7 +682,7 @@ static void vpopmail(const stralloc *dir, const char *dom, const char *u, size_t
   }
   r = vpuser(dir, dom, u, ulen, &gid, res);
   if (r == -1) return;
-  if (r == 2) { res_set(res, VU_SKIP, "vpopmail", "nodatabase"); return; }
+  if (r == 2) { noopinion(res, "vpopmail", "nodatabase", "no vpasswd.cdb/vpasswd and no SQL settings"); return; }
   if (r == 1) {
     if (gid & VU_BOUNCE_MAIL) res_set(res, VU_NO, usesql ? "sql" : "vpopmail", "bounceflag");
     else res_set(res, VU_YES, usesql ? "sql" : "vpopmail", "user");
@@ -666,7 +713,11 @@ static void qmail(const char *l, size_t len, const char *domain, struct vu_resul
   r = search(&n, &body, &isdefault, &cut, res);
   if (r == -1) return;
   if (!r) { res_set(res, VU_NO, "qmail", "nofile"); return; }
-  if (!isdefault || !(action = vdeliver(&body))) { res_set(res, VU_YES, "qmail", "qmailfile"); return; }
+  if (!isdefault || !(action = vdeliver(&body))) {
+    if (isdefault && program(&body)) noopinion(res, "qmail", "program", ".qmail-default runs a program");
+    else res_set(res, VU_YES, "qmail", "qmailfile");
+    return;
+  }
   /* vpopmail's domain: the users/cdb user field (the real name, also for alias domains) */
   if (!stralloc_copy(&dir, &n.home) || !stralloc_0(&dir) ||
       !(n.fromcdb ? stralloc_copy(&dom, &n.user) : stralloc_copys(&dom, domain)) ||
@@ -718,12 +769,58 @@ done:
   close(fd);
 }
 
+/* ldap - qmail-ldap's qmail-lspawn: the LDAP entry decides; without one the local lookup
+ * (ldaplocaldelivery, the default) or the alias user alone. 1 answered, 0 go on locally */
+static int ldap(const stralloc *l, const stralloc *dom, struct vu_result *res)
+{
+  static stralloc a;
+  if (!stralloc_copy(&a, l) || !stralloc_cats(&a, "@") || !stralloc_catb(&a, dom->s, dom->len - 1)) {
+    temp(res, "ldap", "nomem", 0, 0);
+    return 1;
+  }
+  switch (valldap_lookup(a.s, a.len)) {
+    case VL_FOUND: res_set(res, VU_YES, "ldap", "entry"); return 1;
+    case VL_DISABLED: res_set(res, VU_NO, "ldap", "disabled"); return 1;
+    case VL_DELETED: res_set(res, VU_NO, "ldap", "deleted"); return 1;
+    case VL_TEMP: temp(res, "ldap", "ldap", valldap_error(), 0); return 1;
+    case VL_UNUSABLE: noopinion(res, "ldap", "unusable", valldap_error()); return 1;
+    default: break;
+  }
+  aliasonly = !valldap_localdelivery();
+  return 0;
+}
+
+/* goodmailaddr - qmail-ldap's control/goodmailaddr: addresses that pass unchecked. Entries
+ * match the address, "@domain", "local@", catchall@domain and (DASH_EXT) a-b-catchall@domain */
+static int goodmailaddr(const char *addr, size_t loclen, const stralloc *dom)
+{
+  static stralloc k;
+  size_t i;
+  int n = 0;
+  if (!goodmail.sa.len) return 0;
+  if (!stralloc_copyb(&k, addr, loclen) || !stralloc_cats(&k, "@")) return 0;
+  if (cmap_has(&goodmail, k.s, k.len) == 1) return 1;
+  if (!stralloc_cat(&k, dom) || cmap_has(&goodmail, k.s, k.len) == 1) return 1;
+  if (cmap_has(&goodmail, k.s + loclen, k.len - loclen) == 1) return 1;  /* @domain */
+  for (i = 0; i < loclen && n < 4; ++i) {
+    if (addr[i] != '-' || !i) continue;
+    ++n;
+    if (!stralloc_copyb(&k, addr, i + 1) || !stralloc_cats(&k, "catchall@") || !stralloc_cat(&k, dom))
+      return 0;
+    if (cmap_has(&goodmail, k.s, k.len) == 1) return 1;
+  }
+  if (!stralloc_copys(&k, "catchall@") || !stralloc_cat(&k, dom)) return 0;
+  return cmap_has(&goodmail, k.s, k.len) == 1;
+}
+
 static void lookup(const char *addr, size_t len, int live, struct vu_result *res)
 {
   static stralloc dom, l, key;
   const char *at = 0, *vd;
   size_t i, loclen;
   res->detail = 0;
+  noop_why = 0;
+  aliasonly = 0;
   if (load() == -1) { temp(res, "control", "control", loaderr, 0); return; }
   for (i = len; i-- > 0;)
     if (addr[i] == '@') { at = addr + i; break; }
@@ -742,6 +839,7 @@ static void lookup(const char *addr, size_t len, int live, struct vu_result *res
     res_set(res, VU_SKIP, "qmail", "percenthack");
     return;
   }
+  if (useldap && goodmailaddr(addr, loclen, &dom)) { res_set(res, VU_YES, "ldap", "goodmailaddr"); return; }
   if (usecdb && !live) { usercdb(addr, loclen, dom.s, dom.len, res); return; }
   if (cmap_has(&locals, dom.s, dom.len) == 1) {
     if (!stralloc_copyb(&l, addr, loclen)) { temp(res, "qmail", "nomem", 0, 0); return; }
@@ -754,12 +852,21 @@ static void lookup(const char *addr, size_t len, int live, struct vu_result *res
     for (i = 0; !vd && i <= dom.len; ++i)
       if (i == dom.len || !i || dom.s[i] == '.') vd = vmap_get(&vdom, dom.s + i, dom.len - i);
     if (!vd || !*vd) { res_set(res, VU_SKIP, "qmail", "notlocal"); return; }
+    if (vd[strspn(vd, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+=")]) {
+      noopinion(res, "qmail", "vdtarget", "a virtualdomains target that is not a plain prefix");
+      return;
+    }
     if (!stralloc_copys(&l, vd) || !stralloc_cats(&l, "-") || !stralloc_catb(&l, addr, loclen)) {
       temp(res, "qmail", "nomem", 0, 0);
       return;
     }
   }
   if (!stralloc_0(&dom)) { temp(res, "qmail", "nomem", 0, 0); return; }
+  if (useldap && ldap(&l, &dom, res)) return;
+  if (assignstale && !aliasonly) {
+    noopinion(res, "qmail", "assign", "users/assign is newer than users/cdb (qmail-newu not run)");
+    return;
+  }
   qmail(l.s, l.len, dom.s, res);
 }
 
@@ -780,7 +887,25 @@ static void logtemp(const struct vu_result *res)
   log_str("backend", res->backend);
   log_str("why", res->why);
   if (res->detail) log_clients("detail", res->detail);
-  if (lasterr && strcmp(res->backend, "sql")) log_clients("errno", strerror(lasterr));
+  if (lasterr && strcmp(res->backend, "sql") && strcmp(res->backend, "ldap"))
+    log_clients("errno", strerror(lasterr));
+  log_end();
+}
+
+/* lognoop - a shape of the qmail home no backend here reads: once per session and reason */
+static void lognoop(const struct vu_result *res)
+{
+  static const char *const whys[] = {"program", "nodatabase", "unusable", "vdtarget", "assign", 0};
+  unsigned i;
+  for (i = 0; whys[i] && strcmp(whys[i], res->why); ++i) ;
+  if (noop_logged & (1u << i)) return;
+  noop_logged |= 1u << i;
+  if (!log_on(LOG_ERROR)) return;
+  log_start("valuser");
+  log_str("act", "noopinion");
+  log_str("backend", res->backend);
+  log_str("why", res->why);
+  if (noop_detail) log_clients("detail", noop_detail);
   log_end();
 }
 
@@ -790,6 +915,7 @@ static const char *nouser_reason(const char *backend)
   if (!strcmp(backend, "vpopmail")) return "nouser:vpopmail";
   if (!strcmp(backend, "sql")) return "nouser:sql";
   if (!strcmp(backend, "cdb")) return "nouser:cdb";
+  if (!strcmp(backend, "ldap")) return "nouser:ldap";
   return "nouser:qmail";
 }
 
@@ -808,15 +934,25 @@ struct decision valuser_check(struct session *s)
   }
   chkuser_domainmode = sw_domainmode;
   valuser_lookup(s->rcpt.s, s->rcpt.len, &res);
+  if (res.r == VU_SKIP && noop_why) lognoop(&res);
+  if (res.r == VU_TEMP && useldap && getenv("LDAPSOFTOK")) {
+    logtemp(&res);  /* qmail-ldap's LDAPSOFTOK: a lookup error lets the recipient pass */
+    return d;
+  }
   if (res.r == VU_TEMP) {
     logtemp(&res);
     d.code = 451; d.esc = "4.3.0"; d.qmail = 1;
     d.text = "unable to verify that recipient, try again later";
-    d.reason = !strcmp(res.backend, "sql") ? "valuser:sql" : "valuser";
+    d.reason = !strcmp(res.backend, "sql") ? "valuser:sql" :
+               !strcmp(res.backend, "ldap") ? "valuser:ldap" : "valuser";
   } else if (res.r == VU_NO) {
     d.code = 550; d.esc = "5.1.1"; d.qmail = 1;
     d.text = "sorry, no mailbox here by that name.";
     d.reason = nouser_reason(res.backend);
+    if (!strcmp(res.why, "disabled")) {  /* qmail-ldap's text for accountStatus disabled */
+      d.esc = "5.2.1"; d.text = "Mailaddress is administratively disabled.";
+      d.reason = "disabled:ldap";
+    }
     if (nbad >= soft) d.delay_ms = delay_ms;
     ++nbad;
   }

@@ -4,6 +4,7 @@
  * Runs in $MXG_SRC/tests, where checkpw lives. */
 #include <time.h>
 #include "auth.h"
+#include <signal.h>
 #include "check.h"
 
 static int b64(const char *name, const char *in, const char *want, size_t wantlen)
@@ -99,6 +100,37 @@ static void test_init(void)
   auth_init(0, prog, "x");
   check_str("ehlo !cram", auth_ehlo(0), "AUTH CRAM-MD5");
   check(auth_required(), "! requires auth", "not required");
+  setenv("SMTPAUTH", "-cram", 1);
+  auth_init(0, prog, "x");
+  check_str("ehlo -cram", auth_ehlo(0), "AUTH LOGIN PLAIN");
+  setenv("SMTPAUTH", "TLSREQUIRED", 1);
+  check(auth_init(0, prog, "x") == 1 && auth_tls_required(), "TLSREQUIRED", "not required");
+  check_str("ehlo TLSREQUIRED", auth_ehlo(0), "AUTH LOGIN PLAIN");
+  setenv("SMTPAUTH", "", 1);
+  check(auth_init(0, 0, "x") == 0 && !auth_configured(), "no argv, no bin/auth_smtp: off", "on");
+  check(auth_note() && strstr(auth_note(), "bin/auth_smtp"), "no helper: a note says why", "%s",
+        auth_note() ? auth_note() : "none");
+  {
+    int here = open(".", O_RDONLY);
+    const char *d = check_tmpdir("auth");
+    char path[512];
+    snprintf(path, sizeof path, "%s/bin", d);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/bin/auth_smtp", d);
+    check_write(path, "#!/bin/sh\nexit 1\n", 17, 0755);
+    if (chdir(d) == 0) {
+      check(auth_init(0, 0, "x") == 1 && auth_configured() && !auth_note(), "bin/auth_smtp", "off");
+      check_str("ehlo bin/auth_smtp", auth_ehlo(0), "AUTH LOGIN PLAIN");
+      setenv("SMTPAUTH", "+cram", 1);
+      auth_init(0, 0, "x");
+      check_str("ehlo +cram with bin/auth_smtp", auth_ehlo(0), "AUTH LOGIN PLAIN");
+      check(auth_note() != 0, "+cram with bin/auth_smtp: a note", "none");
+      setenv("SMTPAUTH", "cram", 1);
+      check(auth_init(0, 0, "x") == 0, "cram alone with bin/auth_smtp: off", "on");
+    }
+    if (fchdir(here) == -1) check(0, "fchdir", "%s", strerror(errno));
+    close(here);
+  }
   unsetenv("SMTPAUTH");
   setenv("AUTHREQUIRED", "", 1);
   auth_init("mx.test", prog, "x");
@@ -196,6 +228,7 @@ static void test_exchange(void)
 
 int main(void)
 {
+  signal(SIGPIPE, SIG_IGN);  /* as mxguard-smtpd: a checkpassword may exit before reading */
   test_b64();
   test_split();
   test_init();
