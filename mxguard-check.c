@@ -108,6 +108,9 @@ static const struct setting settings[] = {
   {"BRTLIMIT", "control/brtlimit", "unset", "sagredo: bad recipients before 421"},
   {"RBL", 0, "unset", "qmail-ldap: control/rbllist"},
   {"DNSBLLIST", "control/dnsbllist", "unset", "sagredo: DNSBL list file"},
+  /* qmail-ldap sites (valldap.c, auth.c) */
+  {"AUTHPREPEND", 0, "unset", "qmail-ldap: text before the AUTH user in Received"},
+  {"FORCEAUTHMAILFROM", 0, "unset", "sagredo: an authenticated sender sends as itself"},
   /* deadlines (io.c) */
   {"DATAGRACE", 0, "300", "seconds of DATA before DATAMINRATE applies"},
   {"DATAMINRATE", 0, "100", "minimum average DATA bytes per second"},

@@ -386,7 +386,7 @@ static int native_body(stralloc out[2], char *line, const char *origin, int scop
         for (c = t[i].s; c < eq; ++c)
           if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_')) break;
         if (c < eq) break;  /* lowercase: a condition */
-        if (!rules_setting_known(t[i].s, (size_t)(eq - t[i].s)) && !getenv("MXG_ANY_SETTING")) {
+        if (!rules_setting_known(t[i].s, (size_t)(eq - t[i].s))) {
           *err = "unknown setting name (see mxguard-rules(8))";
           return -1;
         }

@@ -154,7 +154,7 @@ def setup_fixtures():
             {'control/dnsbl': 'bl.test\n', 'control/dnsservers': '127.0.0.1:%d\n' % dns.port},
             'control/dnsservers', 'warning')
     bad = os.path.join(T, 'instruct-bad.cdb')
-    badi = ipsvd(bad, {'127.0.0.1': '+NOBOUNCE=1\n+RELAYCLIENT=\n'})
+    badi = ipsvd(bad, {'127.0.0.1': '+SPFBEHAVIOR=3\n+RELAYCLIENT=\n'})
     goodi = ipsvd(bad, {'127.0.0.1': '+RELAYCLIENT=\n+DATABYTES=1000\n'})
     finding('instruct_foreign', {'control/instruct.cdb': badi}, {'control/instruct.cdb': goodi},
             r'control/instruct\.cdb', 'warning')
@@ -214,10 +214,10 @@ def setup_fixtures():
 
     @case
     def run_foreign():
-        bad = script('s5', '#!/bin/sh\nSANITYCHECK=1 exec tcpserver 0 25 mxguard-smtpd\n',
+        bad = script('s5', '#!/bin/sh\nDKIMSIGN=1 exec tcpserver 0 25 mxguard-smtpd\n',
                      {'CHKUSER_RCPTLIMIT': '5'})
         rc, out = run(home(), bad)
-        check(re.search(r'run: warning: SANITYCHECK \(qmail-ldap\)', out), out)
+        check(re.search(r'run: warning: DKIMSIGN \(qmail-dkim\)', out), out)
         check(re.search(r'env: warning: CHKUSER_RCPTLIMIT \(chkuser\)', out), out)
         eq(rc, 1, 'exit status')
         good = script('s6', '#!/bin/sh\nRELAYCLIENT= exec tcpserver 0 25 mxguard-smtpd\n',
