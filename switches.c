@@ -49,7 +49,6 @@ static const char *val[S_N];
 
 const struct switch_known switches_unimplemented[] = {
   {"AUTHORIZED", "qmail-ldap", "the client counts as authenticated"},
-  {"AUTHPREPEND", "qmail-ldap", "a prefix for the Received line of authenticated mail"},
   {"NOLOCAL", "qmail-ldap", "locals not accepted as rcpthosts"},
   {"SSLCERT", "qmail-ldap", "path of the TLS certificate (use control/servercert.pem)"},
   {"NOCOMPRESS", "qmail-ldap", "no DATAZ compressed transfer"},
@@ -58,7 +57,6 @@ const struct switch_known switches_unimplemented[] = {
   {"SMTPD_GREETDELAY", "sagredo", "greeting delay"},
   {"DROP_PRE_GREET", "sagredo", "drop clients talking before the greeting"},
   {"SPFBEHAVIOR", "sagredo", "SPF checks"},
-  {"FORCEAUTHMAILFROM", "sagredo", "sender must equal the AUTH user"},
   {"VALIDRCPTTO", "sagredo", "validrcptto list file"},
   {"MOREVALIDRCPTTO_CDB", "sagredo", "validrcptto cdb"},
   {"VALIDRCPTTO_LOG", "sagredo", "validrcptto log level"},
