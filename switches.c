@@ -125,17 +125,17 @@ static struct decision ctlerr(const char *file)
 /* first - the first letters of every name above, fixed at compile time: most variables
  * (PATH, TCP..., HOME) are passed over on this alone, at every connection.
  * switches_selftest() checks that it covers every name. */
-static const unsigned char first[256] = {
-  ['4'] = 1, ['5'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['F'] = 1, ['L'] = 1,
-  ['M'] = 1, ['N'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['V'] = 1,
+static const unsigned char first[256] = {  /* 1: a name of names[], 2: of the other table */
+  ['4'] = 1, ['5'] = 1, ['B'] = 1, ['L'] = 1, ['Q'] = 1, ['D'] = 3, ['N'] = 3, ['R'] = 3,
+  ['S'] = 3, ['A'] = 2, ['C'] = 2, ['F'] = 2, ['M'] = 2, ['V'] = 2,
 };
 
 int switches_selftest(void)
 {
   int i;
-  for (i = 0; i < S_N; ++i) if (!first[(unsigned char)names[i][0]]) return -1;
+  for (i = 0; i < S_N; ++i) if (!(first[(unsigned char)names[i][0]] & 1)) return -1;
   for (i = 0; switches_unimplemented[i].name; ++i)
-    if (!first[(unsigned char)switches_unimplemented[i].name[0]]) return -1;
+    if (!(first[(unsigned char)switches_unimplemented[i].name[0]] & 2)) return -1;
   return 0;
 }
 
@@ -155,11 +155,12 @@ static void scan(char *const *env, int *ign, int *nign)
   for (e = env; e && *e; ++e) {
     const char *v = *e, *eq;
     size_t l;
-    if (!first[(unsigned char)v[0]] || !(eq = strchr(v, '='))) continue;
+    unsigned f = first[(unsigned char)v[0]];
+    if (!f || !(eq = strchr(v, '='))) continue;
     l = (size_t)(eq - v);
-    for (k = 0; k < S_N; ++k)
+    for (k = 0; f & 1 && k < S_N; ++k)
       if (is(v, l, names[k])) { if (!val[k]) val[k] = eq + 1; break; }
-    if (k < S_N) continue;
+    if ((f & 1 && k < S_N) || !(f & 2)) continue;
     for (k = 0; switches_unimplemented[k].name; ++k)
       if (is(v, l, switches_unimplemented[k].name)) break;
     if (switches_unimplemented[k].name && *nign < IGNORED_MAX) {
