@@ -18,8 +18,9 @@
  * control/rbllist (qmail-ldap, at MAIL; RBLONLYHEADER) and DNSBLLIST or control/dnsbllist
  * (sagredo, at the first RCPT; DNSBLSKIP, RBLSMTPD, DNSBLFAILCLOSED or control/dnsblfailclosed);
  * a lookup that fails passes, as in both patches, unless sagredo's fail-closed is set. With
- * none of these names set and none of these files present, nothing here changes a reply. Names other patches read that mxguard does not implement are in
- * switches_unimplemented[]: one log line per session each, never silently ignored. */
+ * none of these names set and none of these files present, nothing here changes a reply.
+ * Names other patches read that mxguard does not implement are in switches_unimplemented[]:
+ * one log line per session each, never silently ignored. */
 #include <regex.h>
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -217,12 +218,21 @@ static int ldapmode(void)
 
 static int qregex(void) { return val[S_QREGEX] && number(val[S_QREGEX]) != 0; }
 
+/* printable - bytes outside 32..126 become '?': reply lines and header lines are made of
+ * control files and DNS answers too */
+static void printable(char *x, size_t len)
+{
+  size_t i;
+  for (i = 0; i < len; ++i)
+    if ((unsigned char)x[i] < 32 || (unsigned char)x[i] > 126) x[i] = '?';
+}
+
 /* ---- the greeting */
 
 int switches_greeting(struct decision *d, const stralloc *me)
 {
   const char *g = val[S_550GREETING] ? val[S_550GREETING] : val[S_421GREETING];
-  size_t i, n;
+  size_t n;
   if (!g) return 0;
   if (!*g)
     g = val[S_550GREETING] ? "Sorry, your mail was administratively denied. (#5.7.1)"
@@ -234,8 +244,7 @@ int switches_greeting(struct decision *d, const stralloc *me)
     return 1;
   }
   if (txt.len > n + GREETING_MAX) txt.len = n + GREETING_MAX;
-  for (i = n; i < txt.len; ++i)  /* a client's reply line: printable only */
-    if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
+  printable(txt.s + n, txt.len - n);
   txt.s[txt.len] = 0;
   *d = q(val[S_550GREETING] ? 554 : 421, 0, txt.s,
          val[S_550GREETING] ? "greeting550" : "greeting421");
@@ -995,13 +1004,16 @@ static int rbl_match(const struct dnsbl_answer *a, const char *matchon)
 
 static int rbl_header(const struct rblline *l)
 {
-  return stralloc_cats(&rblhdr, "X-RBL: (") && stralloc_cats(&rblhdr, l->base) &&
-         stralloc_cats(&rblhdr, ") ") &&
-         (!strcmp(l->matchon, "any") || (stralloc_cats(&rblhdr, "matches with ") &&
-                                          stralloc_cats(&rblhdr, l->matchon) &&
-                                          stralloc_cats(&rblhdr, " and "))) &&
-         stralloc_cats(&rblhdr, "tells us ") && stralloc_cats(&rblhdr, l->message) &&
-         stralloc_cats(&rblhdr, "\n");
+  size_t start = rblhdr.len;
+  if (!stralloc_cats(&rblhdr, "X-RBL: (") || !stralloc_cats(&rblhdr, l->base) ||
+      !stralloc_cats(&rblhdr, ") ") ||
+      (strcmp(l->matchon, "any") && (!stralloc_cats(&rblhdr, "matches with ") ||
+                                      !stralloc_cats(&rblhdr, l->matchon) ||
+                                      !stralloc_cats(&rblhdr, " and "))) ||
+      !stralloc_cats(&rblhdr, "tells us ") || !stralloc_cats(&rblhdr, l->message))
+    return 0;
+  printable(rblhdr.s + start, rblhdr.len - start);
+  return stralloc_cats(&rblhdr, "\n");
 }
 
 struct decision switches_rbl(struct session *s)
@@ -1035,6 +1047,7 @@ struct decision switches_rbl(struct session *s)
         !stralloc_cats(&txt, "] is rejected by ") || !stralloc_catb(&txt, l->message,
         strlen(l->message) > 300 ? 300 : strlen(l->message)) || !stralloc_0(&txt))
       return q(451, "4.3.0", "out of memory", "nomem");
+    printable(txt.s, txt.len - 1);
     return q(553, 0, txt.s, "rbl");
   }
   return DECISION_NONE;
@@ -1071,19 +1084,18 @@ static void bl_parse(char *l, struct bline *b)
 /* bl_text - the alternative text with %IP% replaced, or the TXT record; printable, capped */
 static const char *bl_text(const struct bline *b, const struct dnsbl_answer *a, const char *ip)
 {
+  static stralloc t;  /* its own: the verdict is given again at every RCPT */
   const char *p;
-  size_t i;
-  txt.len = 0;
-  if (!b->alt) { if (!stralloc_copys(&txt, a->txt)) return 0; }
+  t.len = 0;
+  if (!b->alt) { if (!stralloc_copys(&t, a->txt)) return 0; }
   else
     for (p = b->alt; *p;) {
-      if (!strncmp(p, "%IP%", 4)) { if (!stralloc_cats(&txt, ip)) return 0; p += 4; }
-      else if (!stralloc_append(&txt, p++)) return 0;
+      if (!strncmp(p, "%IP%", 4)) { if (!stralloc_cats(&t, ip)) return 0; p += 4; }
+      else if (!stralloc_append(&t, p++)) return 0;
     }
-  if (txt.len > 390) txt.len = 390;
-  for (i = 0; i < txt.len; ++i)
-    if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
-  return stralloc_0(&txt) ? txt.s : 0;
+  if (t.len > 390) t.len = 390;
+  printable(t.s, t.len);
+  return stralloc_0(&t) ? t.s : 0;
 }
 
 static struct decision bl_refuse(int code, const char *text, const struct bline *b)
