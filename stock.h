@@ -10,6 +10,9 @@ int stock_init(void);  /* read rcpthosts, morercpthosts.cdb, badmailfrom: 0, or 
 const char *stock_error(void);  /* the file that could not be read */
 struct decision stock_rcptmax(struct session *s);
 struct decision stock_badmailfrom(struct session *s);
+/* stock_badmailfrom_lines - control/badmailfrom as read at init (entries NUL-terminated), or
+ * 0 when absent: switches.c reads the same lines as sagredo's regexes */
+const stralloc *stock_badmailfrom_lines(void);
 struct decision stock_rcpthosts(struct session *s);
 struct decision stock_hops(struct session *s);
 struct decision stock_databytes(struct session *s);

@@ -84,7 +84,7 @@ struct repat {
   int tried;           /* the automaton was tried */
   struct fastre *fast; /* its automaton, or 0: regcomp() on first need */
   int compiled;        /* 0 not yet, 1 re holds it, -1 does not compile */
-  regex_t re;
+  regex_t *re;
 };
 struct relist {
   int state;
@@ -521,29 +521,24 @@ static const unsigned char rclass[256] = {
 };
 static const unsigned char repeats[256] = {['*'] = 1, ['+'] = 1, ['?'] = 1, ['{'] = 1};
 
-/* rawlit - the longest run of plain bytes that every match of pattern p must hold, into out
- * (lower case; out has strlen(p) bytes): atoms in sequence that are not followed by a
+/* rawlit - the longest run of plain bytes that every match of pattern p must hold, in lower
+ * case at out + *off (out has strlen(p) bytes): atoms in sequence that are not followed by a
  * quantifier. With | or ( nothing is certain: 0. Its length. */
-static size_t rawlit(const char *p, char *out)
+static size_t rawlit(const char *p, char *out, size_t *off)
 {
-  char tmp[FAST_MAX];
-  size_t cur = 0, best = 0;
+  size_t w = 0, start = 0, best = 0;  /* the runs are written one after another into out */
+  *off = 0;
   if (*p == '^') ++p;
   for (;;) {
     unsigned char c = (unsigned char)*p, k = rclass[c];
-    if (k == R_PLAIN && !repeats[(unsigned char)p[1]] && cur < sizeof tmp) {
-      tmp[cur++] = (char)lowb(c);
-      ++p;
-      continue;
-    }
-    if (k == R_ESC && plain_esc[(unsigned char)p[1]] && p[1] && !repeats[(unsigned char)p[2]] &&
-        cur < sizeof tmp) {
-      tmp[cur++] = (char)lowb((unsigned char)p[1]);
+    if (k == R_PLAIN && !repeats[(unsigned char)p[1]]) { out[w++] = (char)lowb(c); ++p; continue; }
+    if (k == R_ESC && p[1] && plain_esc[(unsigned char)p[1]] && !repeats[(unsigned char)p[2]]) {
+      out[w++] = (char)lowb((unsigned char)p[1]);
       p += 2;
       continue;
     }
-    if (cur > best) { memcpy(out, tmp, cur); best = cur; }
-    cur = 0;
+    if (w - start > best) { best = w - start; *off = start; }
+    start = w;
     switch (k) {
       case R_ALT: return 0;
       case R_BRACKET: if (!(p = skipbracket(p + 1))) return 0; break;
@@ -570,8 +565,11 @@ static int relist_init(struct relist *l, const char *lines, size_t len, const ch
   for (i = 0; l->n < (int)n; i += strlen(l->buf + i) + 1) {
     struct repat *r = &l->p[l->n++];
     r->line = l->buf + i;
-    r->lit = l->lits + i;
-    if (r->line[0] != '!') r->litlen = rawlit(r->line, l->lits + i);  /* see relist_match */
+    if (r->line[0] != '!') {  /* see relist_match */
+      size_t off;
+      r->litlen = rawlit(r->line, l->lits + i, &off);
+      r->lit = l->lits + i + off;
+    }
   }
   return 1;
 }
@@ -580,8 +578,11 @@ static int relist_init(struct relist *l, const char *lines, size_t len, const ch
 static int relist_load(struct relist *l, const char *fn)
 {
   static stralloc sa;
+  const stralloc *bmf;
   int r;
   if (l->state) return l->state == 2 ? 0 : l->state;
+  if (!strcmp(fn, "control/badmailfrom") && (bmf = stock_badmailfrom_lines()))  /* read at init */
+    return l->state = relist_init(l, bmf->s, bmf->len, fn);
   r = control_readfile(&sa, fn);
   if (r != 1) { l->state = r ? -1 : 2; return r; }
   return l->state = relist_init(l, sa.s, sa.len, fn);
@@ -603,15 +604,17 @@ static int rematch(const struct relist *l, struct repat *r, const char *text)
   }
   if (r->fast) return fastre_match(r->fast, text);
   if (!r->compiled) {
-    int e = regcomp(&r->re, p, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    int e = (r->re = malloc(sizeof *r->re)) ? regcomp(r->re, p, REG_EXTENDED | REG_ICASE | REG_NOSUB)
+                                            : REG_ESPACE;
     r->compiled = e ? -1 : 1;
     if (e) {
       char errbuf[128];
-      regerror(e, &r->re, errbuf, sizeof errbuf);
+      if (r->re) regerror(e, r->re, errbuf, sizeof errbuf);
+      else strcpy(errbuf, "out of memory");
       logregex(l->fn ? l->fn : "", r->line, errbuf);
     }
   }
-  return r->compiled == 1 && regexec(&r->re, text, 0, 0, 0) == 0;
+  return r->compiled == 1 && regexec(r->re, text, 0, 0, 0) == 0;
 }
 
 /* relist_match - sagredo's bmcheck: the first line that matches (or, with !, does not); a
@@ -643,7 +646,8 @@ int switches_regex_test(const char *lines, size_t len, const char *text, const c
   static struct relist l;  /* kept: *which points into it until the next call */
   int i;
   for (i = 0; i < l.n; ++i) {
-    if (l.p[i].compiled == 1) regfree(&l.p[i].re);
+    if (l.p[i].compiled == 1) regfree(l.p[i].re);
+    free(l.p[i].re);
     fastre_free(l.p[i].fast, 1);
   }
   free(l.p);
