@@ -51,6 +51,8 @@ struct decision stock_rcptmax(struct session *s)
   return d;
 }
 
+const stralloc *stock_badmailfrom_lines(void) { return bmfok == 1 ? &bmf.sa : 0; }
+
 struct decision stock_badmailfrom(struct session *s)
 {
   const char *a = s->mailfrom.s, *dom;

@@ -13,6 +13,9 @@ const char *stock_error(void);  /* the file that could not be read */
 int stock_allowed(const char *addr, size_t len);
 struct decision stock_rcptmax(struct session *s);
 struct decision stock_badmailfrom(struct session *s);
+/* stock_badmailfrom_lines - control/badmailfrom as read at init (entries NUL-terminated), or
+ * 0 when absent: switches.c reads the same lines as sagredo's regexes */
+const stralloc *stock_badmailfrom_lines(void);
 struct decision stock_rcpthosts(struct session *s);
 struct decision stock_hops(struct session *s);
 struct decision stock_databytes(struct session *s);

@@ -18,8 +18,9 @@
  * control/rbllist (qmail-ldap, at MAIL; RBLONLYHEADER) and DNSBLLIST or control/dnsbllist
  * (sagredo, at the first RCPT; DNSBLSKIP, RBLSMTPD, DNSBLFAILCLOSED or control/dnsblfailclosed);
  * a lookup that fails passes, as in both patches, unless sagredo's fail-closed is set. With
- * none of these names set and none of these files present, nothing here changes a reply. Names other patches read that mxguard does not implement are in
- * switches_unimplemented[]: one log line per session each, never silently ignored. */
+ * none of these names set and none of these files present, nothing here changes a reply.
+ * Names other patches read that mxguard does not implement are in switches_unimplemented[]:
+ * one log line per session each, never silently ignored. */
 #include <regex.h>
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -81,7 +82,7 @@ struct repat {
   int tried;           /* the automaton was tried */
   struct fastre *fast; /* its automaton, or 0: regcomp() on first need */
   int compiled;        /* 0 not yet, 1 re holds it, -1 does not compile */
-  regex_t re;
+  regex_t *re;
 };
 struct relist {
   int state;
@@ -123,17 +124,17 @@ static struct decision ctlerr(const char *file)
 /* first - the first letters of every name above, fixed at compile time: most variables
  * (PATH, TCP..., HOME) are passed over on this alone, at every connection.
  * switches_selftest() checks that it covers every name. */
-static const unsigned char first[256] = {
-  ['4'] = 1, ['5'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['F'] = 1, ['L'] = 1,
-  ['M'] = 1, ['N'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['V'] = 1,
+static const unsigned char first[256] = {  /* 1: a name of names[], 2: of the other table */
+  ['4'] = 1, ['5'] = 1, ['B'] = 1, ['L'] = 1, ['Q'] = 1, ['D'] = 3, ['N'] = 3, ['R'] = 3,
+  ['S'] = 3, ['A'] = 2, ['C'] = 2, ['F'] = 2, ['M'] = 2, ['V'] = 2,
 };
 
 int switches_selftest(void)
 {
   int i;
-  for (i = 0; i < S_N; ++i) if (!first[(unsigned char)names[i][0]]) return -1;
+  for (i = 0; i < S_N; ++i) if (!(first[(unsigned char)names[i][0]] & 1)) return -1;
   for (i = 0; switches_unimplemented[i].name; ++i)
-    if (!first[(unsigned char)switches_unimplemented[i].name[0]]) return -1;
+    if (!(first[(unsigned char)switches_unimplemented[i].name[0]] & 2)) return -1;
   return 0;
 }
 
@@ -153,11 +154,12 @@ static void scan(char *const *env, int *ign, int *nign)
   for (e = env; e && *e; ++e) {
     const char *v = *e, *eq;
     size_t l;
-    if (!first[(unsigned char)v[0]] || !(eq = strchr(v, '='))) continue;
+    unsigned f = first[(unsigned char)v[0]];
+    if (!f || !(eq = strchr(v, '='))) continue;
     l = (size_t)(eq - v);
-    for (k = 0; k < S_N; ++k)
+    for (k = 0; f & 1 && k < S_N; ++k)
       if (is(v, l, names[k])) { if (!val[k]) val[k] = eq + 1; break; }
-    if (k < S_N) continue;
+    if ((f & 1 && k < S_N) || !(f & 2)) continue;
     for (k = 0; switches_unimplemented[k].name; ++k)
       if (is(v, l, switches_unimplemented[k].name)) break;
     if (switches_unimplemented[k].name && *nign < IGNORED_MAX) {
@@ -214,12 +216,21 @@ static int ldapmode(void)
 
 static int qregex(void) { return val[S_QREGEX] && number(val[S_QREGEX]) != 0; }
 
+/* printable - bytes outside 32..126 become '?': reply lines and header lines are made of
+ * control files and DNS answers too */
+static void printable(char *x, size_t len)
+{
+  size_t i;
+  for (i = 0; i < len; ++i)
+    if ((unsigned char)x[i] < 32 || (unsigned char)x[i] > 126) x[i] = '?';
+}
+
 /* ---- the greeting */
 
 int switches_greeting(struct decision *d, const stralloc *me)
 {
   const char *g = val[S_550GREETING] ? val[S_550GREETING] : val[S_421GREETING];
-  size_t i, n;
+  size_t n;
   if (!g) return 0;
   if (!*g)
     g = val[S_550GREETING] ? "Sorry, your mail was administratively denied. (#5.7.1)"
@@ -231,8 +242,7 @@ int switches_greeting(struct decision *d, const stralloc *me)
     return 1;
   }
   if (txt.len > n + GREETING_MAX) txt.len = n + GREETING_MAX;
-  for (i = n; i < txt.len; ++i)  /* a client's reply line: printable only */
-    if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
+  printable(txt.s + n, txt.len - n);
   txt.s[txt.len] = 0;
   *d = q(val[S_550GREETING] ? 554 : 421, 0, txt.s,
          val[S_550GREETING] ? "greeting550" : "greeting421");
@@ -509,29 +519,24 @@ static const unsigned char rclass[256] = {
 };
 static const unsigned char repeats[256] = {['*'] = 1, ['+'] = 1, ['?'] = 1, ['{'] = 1};
 
-/* rawlit - the longest run of plain bytes that every match of pattern p must hold, into out
- * (lower case; out has strlen(p) bytes): atoms in sequence that are not followed by a
+/* rawlit - the longest run of plain bytes that every match of pattern p must hold, in lower
+ * case at out + *off (out has strlen(p) bytes): atoms in sequence that are not followed by a
  * quantifier. With | or ( nothing is certain: 0. Its length. */
-static size_t rawlit(const char *p, char *out)
+static size_t rawlit(const char *p, char *out, size_t *off)
 {
-  char tmp[FAST_MAX];
-  size_t cur = 0, best = 0;
+  size_t w = 0, start = 0, best = 0;  /* the runs are written one after another into out */
+  *off = 0;
   if (*p == '^') ++p;
   for (;;) {
     unsigned char c = (unsigned char)*p, k = rclass[c];
-    if (k == R_PLAIN && !repeats[(unsigned char)p[1]] && cur < sizeof tmp) {
-      tmp[cur++] = (char)lowb(c);
-      ++p;
-      continue;
-    }
-    if (k == R_ESC && plain_esc[(unsigned char)p[1]] && p[1] && !repeats[(unsigned char)p[2]] &&
-        cur < sizeof tmp) {
-      tmp[cur++] = (char)lowb((unsigned char)p[1]);
+    if (k == R_PLAIN && !repeats[(unsigned char)p[1]]) { out[w++] = (char)lowb(c); ++p; continue; }
+    if (k == R_ESC && p[1] && plain_esc[(unsigned char)p[1]] && !repeats[(unsigned char)p[2]]) {
+      out[w++] = (char)lowb((unsigned char)p[1]);
       p += 2;
       continue;
     }
-    if (cur > best) { memcpy(out, tmp, cur); best = cur; }
-    cur = 0;
+    if (w - start > best) { best = w - start; *off = start; }
+    start = w;
     switch (k) {
       case R_ALT: return 0;
       case R_BRACKET: if (!(p = skipbracket(p + 1))) return 0; break;
@@ -558,8 +563,11 @@ static int relist_init(struct relist *l, const char *lines, size_t len, const ch
   for (i = 0; l->n < (int)n; i += strlen(l->buf + i) + 1) {
     struct repat *r = &l->p[l->n++];
     r->line = l->buf + i;
-    r->lit = l->lits + i;
-    if (r->line[0] != '!') r->litlen = rawlit(r->line, l->lits + i);  /* see relist_match */
+    if (r->line[0] != '!') {  /* see relist_match */
+      size_t off;
+      r->litlen = rawlit(r->line, l->lits + i, &off);
+      r->lit = l->lits + i + off;
+    }
   }
   return 1;
 }
@@ -568,8 +576,11 @@ static int relist_init(struct relist *l, const char *lines, size_t len, const ch
 static int relist_load(struct relist *l, const char *fn)
 {
   static stralloc sa;
+  const stralloc *bmf;
   int r;
   if (l->state) return l->state == 2 ? 0 : l->state;
+  if (!strcmp(fn, "control/badmailfrom") && (bmf = stock_badmailfrom_lines()))  /* read at init */
+    return l->state = relist_init(l, bmf->s, bmf->len, fn);
   r = control_readfile(&sa, fn);
   if (r != 1) { l->state = r ? -1 : 2; return r; }
   return l->state = relist_init(l, sa.s, sa.len, fn);
@@ -591,15 +602,17 @@ static int rematch(const struct relist *l, struct repat *r, const char *text)
   }
   if (r->fast) return fastre_match(r->fast, text);
   if (!r->compiled) {
-    int e = regcomp(&r->re, p, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    int e = (r->re = malloc(sizeof *r->re)) ? regcomp(r->re, p, REG_EXTENDED | REG_ICASE | REG_NOSUB)
+                                            : REG_ESPACE;
     r->compiled = e ? -1 : 1;
     if (e) {
       char errbuf[128];
-      regerror(e, &r->re, errbuf, sizeof errbuf);
+      if (r->re) regerror(e, r->re, errbuf, sizeof errbuf);
+      else strcpy(errbuf, "out of memory");
       logregex(l->fn ? l->fn : "", r->line, errbuf);
     }
   }
-  return r->compiled == 1 && regexec(&r->re, text, 0, 0, 0) == 0;
+  return r->compiled == 1 && regexec(r->re, text, 0, 0, 0) == 0;
 }
 
 /* relist_match - sagredo's bmcheck: the first line that matches (or, with !, does not); a
@@ -631,7 +644,8 @@ int switches_regex_test(const char *lines, size_t len, const char *text, const c
   static struct relist l;  /* kept: *which points into it until the next call */
   int i;
   for (i = 0; i < l.n; ++i) {
-    if (l.p[i].compiled == 1) regfree(&l.p[i].re);
+    if (l.p[i].compiled == 1) regfree(l.p[i].re);
+    free(l.p[i].re);
     fastre_free(l.p[i].fast, 1);
   }
   free(l.p);
@@ -992,13 +1006,16 @@ static int rbl_match(const struct dnsbl_answer *a, const char *matchon)
 
 static int rbl_header(const struct rblline *l)
 {
-  return stralloc_cats(&rblhdr, "X-RBL: (") && stralloc_cats(&rblhdr, l->base) &&
-         stralloc_cats(&rblhdr, ") ") &&
-         (!strcmp(l->matchon, "any") || (stralloc_cats(&rblhdr, "matches with ") &&
-                                          stralloc_cats(&rblhdr, l->matchon) &&
-                                          stralloc_cats(&rblhdr, " and "))) &&
-         stralloc_cats(&rblhdr, "tells us ") && stralloc_cats(&rblhdr, l->message) &&
-         stralloc_cats(&rblhdr, "\n");
+  size_t start = rblhdr.len;
+  if (!stralloc_cats(&rblhdr, "X-RBL: (") || !stralloc_cats(&rblhdr, l->base) ||
+      !stralloc_cats(&rblhdr, ") ") ||
+      (strcmp(l->matchon, "any") && (!stralloc_cats(&rblhdr, "matches with ") ||
+                                      !stralloc_cats(&rblhdr, l->matchon) ||
+                                      !stralloc_cats(&rblhdr, " and "))) ||
+      !stralloc_cats(&rblhdr, "tells us ") || !stralloc_cats(&rblhdr, l->message))
+    return 0;
+  printable(rblhdr.s + start, rblhdr.len - start);
+  return stralloc_cats(&rblhdr, "\n");
 }
 
 struct decision switches_rbl(struct session *s)
@@ -1032,6 +1049,7 @@ struct decision switches_rbl(struct session *s)
         !stralloc_cats(&txt, "] is rejected by ") || !stralloc_catb(&txt, l->message,
         strlen(l->message) > 300 ? 300 : strlen(l->message)) || !stralloc_0(&txt))
       return q(451, "4.3.0", "out of memory", "nomem");
+    printable(txt.s, txt.len - 1);
     return q(553, 0, txt.s, "rbl");
   }
   return DECISION_NONE;
@@ -1068,19 +1086,18 @@ static void bl_parse(char *l, struct bline *b)
 /* bl_text - the alternative text with %IP% replaced, or the TXT record; printable, capped */
 static const char *bl_text(const struct bline *b, const struct dnsbl_answer *a, const char *ip)
 {
+  static stralloc t;  /* its own: the verdict is given again at every RCPT */
   const char *p;
-  size_t i;
-  txt.len = 0;
-  if (!b->alt) { if (!stralloc_copys(&txt, a->txt)) return 0; }
+  t.len = 0;
+  if (!b->alt) { if (!stralloc_copys(&t, a->txt)) return 0; }
   else
     for (p = b->alt; *p;) {
-      if (!strncmp(p, "%IP%", 4)) { if (!stralloc_cats(&txt, ip)) return 0; p += 4; }
-      else if (!stralloc_append(&txt, p++)) return 0;
+      if (!strncmp(p, "%IP%", 4)) { if (!stralloc_cats(&t, ip)) return 0; p += 4; }
+      else if (!stralloc_append(&t, p++)) return 0;
     }
-  if (txt.len > 390) txt.len = 390;
-  for (i = 0; i < txt.len; ++i)
-    if ((unsigned char)txt.s[i] < 32 || (unsigned char)txt.s[i] > 126) txt.s[i] = '?';
-  return stralloc_0(&txt) ? txt.s : 0;
+  if (t.len > 390) t.len = 390;
+  printable(t.s, t.len);
+  return stralloc_0(&t) ? t.s : 0;
 }
 
 static struct decision bl_refuse(int code, const char *text, const struct bline *b)

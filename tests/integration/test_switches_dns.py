@@ -158,6 +158,28 @@ def test_dnsbllist_bounce(srv):
 
 
 @case
+def test_dnsbllist_verdict_stays(srv):
+    """the verdict is given at every RCPT, whatever was refused in between"""
+    probe = b"553 sorry, we don't relay for [192.0.2.10] (#5.7.1)\r\n"
+    for how in setups(srv, '192.0.2.10', {'BLOCKRELAYPROBE': ''}, {'dnsbllist': '-bl.test:go %IP%\n'}):
+        talk(srv, [('MAIL FROM:<a@x.test>', OK), ('RCPT TO:<u@example.test>', b'553 go 192.0.2.10\r\n'),
+                   ('RCPT TO:<a%b@example.test>', probe),
+                   ('RCPT TO:<v@example.test>', b'553 go 192.0.2.10\r\n')], how)
+
+
+@case
+def test_rbl_two_headers(srv):
+    rbl = {'rbllist': 'bl.test addheader any one\nbl2.test addheader any two\n'}
+    for how in setups(srv, '192.0.2.10', {'RBL': ''}, rbl):
+        with srv.session(timeout=10) as s:
+            eq(s.reply()[:4], b'220 ', 'banner')
+            queued(send_message(s))
+        _, rest = split_received(srv.stored(1)[0]['msg'])
+        check(rest.startswith(b'X-RBL: (bl.test) tells us one\nX-RBL: (bl2.test) tells us two\n'),
+              'two header lines (%s): %r' % (how, rest[:120]))
+
+
+@case
 def test_dnsbllist_first_decision_stops(srv):
     rcpts(srv, '192.0.2.12', {}, {'dnsbllist': '+wl.test:ok\n-bl.test:no\n'}, [OK])
     rcpts(srv, '192.0.2.10', {}, {'dnsbllist': '=bl.test\n-bl2.test:no\n'}, [OK])
