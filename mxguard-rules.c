@@ -91,7 +91,7 @@ static int terminal_unconditional(const stralloc *set, size_t start)
   const unsigned char *h = (const unsigned char *)set->s + start;
   if (start >= set->len) return 0;
   if (h[2] < 1 || h[2] > 4 || (h[3] & 1)) return 0;  /* allow deny noto defer, not observe */
-  return rules_facts_used(set->s + start, set->len - start) == 0;
+  return (rules_facts_used(set->s + start, set->len - start) & ~RULES_EARLY) == 0;
 }
 
 /* compilefile - the lines of one source into sets[0] (mandatory) and sets[1] */
@@ -403,6 +403,7 @@ static void drain(int wait_ms)
       ev = memmem(logbuf.s, l, " event=", 7);
       if (ev && !strncmp(ev, " event=trace ", 13)) printf("      %.*s\n", (int)(logbuf.s + l - ev - 13), ev + 13);
       else if (ev) printf("   log%.*s\n", (int)(logbuf.s + l - ev), ev);
+      else if (l) printf("   stderr: %.*s\n", (int)l, logbuf.s);  /* not a log line: show it */
       memmove(logbuf.s, nl + 1, logbuf.len - l - 1);
       logbuf.len -= l + 1;
     }
@@ -434,7 +435,11 @@ static int reply(void)
       in.len -= l + 1;
     }
     n = read(cl, buf, sizeof buf);
-    if (n <= 0) { drain(100); return -1; }
+    if (n <= 0) {
+      drain(100);
+      printf("  (mxguard-smtpd closed the connection)\n");
+      return -1;
+    }
     if (!stralloc_catb(&in, buf, (size_t)n)) nomem();
   }
 }

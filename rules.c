@@ -1406,7 +1406,8 @@ static int userset(const char *a, size_t len, struct blob *out)
   if (!memchr(a, '@', len)) return 0;
   for (at = a + len; *--at != '@';) ;
   llen = (size_t)(at - a);
-  if (!stralloc_copys(&k, "U") || !stralloc_catb(&k, a, len)) return -1;
+  if (!stralloc_copys(&k, "U") || !stralloc_catb(&k, a, len) || !stralloc_0(&k)) return -1;
+  --k.len;  /* NUL-terminated for the trace, not part of the key */
   for (i = 1; i < k.len; ++i) if (k.s[i] >= 'A' && k.s[i] <= 'Z') k.s[i] += 32;
   if ((r = cdbget(k.s, k.len, out))) { trace("userset", k.s + 1); return r; }
   for (i = llen; i-- > 0;) {

@@ -32,12 +32,23 @@ deny if from=*@bobhates.test "550 5.7.1 bob does not take mail from %F"
 DOMAIN = 'deny if from=*@domhates.test\n'
 
 
+def tool_env(**kw):
+    """the environment of a tool run by a test: the sanitizer's options pass through"""
+    e = {'PATH': '/usr/bin:/bin'}
+    for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS'):
+        if k in os.environ:
+            e[k] = os.environ[k]
+    e.setdefault('ASAN_OPTIONS', 'detect_leaks=0')
+    e.update(kw)
+    return e
+
+
 def compile_rules(srv, rules=POLICY, files=None, control=None, env=None, expect_rc=0):
     ctl = dict(BASE)
     ctl.update(control or {})
     ctl['rules'] = rules
     srv.configure(control=ctl, env=env, files=files)
-    p = subprocess.run([RULES, 'compile'], env={'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'},
+    p = subprocess.run([RULES, 'compile'], env=tool_env(QMAILHOME=srv.home),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     eq(p.returncode, expect_rc, 'mxguard-rules compile exit (%r)' % p.stdout)
     return p.stdout
@@ -266,7 +277,7 @@ def test_unreadable_rules_cdb_answers_451(srv):
 def test_check_reports_errors_and_dead_rules(srv):
     srv.configure(control=dict(BASE, rules='deny\nallow if ip=10.0.0.0/8\ndeny if from=/(/\n'),
                   files={'control/rules.d/u@example.test': 'deny \"550 bad\x07text\"\n'})
-    p = subprocess.run([RULES, 'check'], env={'QMAILHOME': srv.home}, stdout=subprocess.PIPE,
+    p = subprocess.run([RULES, 'check'], env=tool_env(QMAILHOME=srv.home), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT)
     eq(p.returncode, 1, 'check exit')
     for want in (b'control/rules:2: warning: can never match', b'control/rules:3: error: missing )',
@@ -281,11 +292,11 @@ def test_compile_ignores_symlinks_and_specials(srv):
     os.makedirs(os.path.join(srv.control, 'rules.d'))
     os.symlink('/etc/shadow', os.path.join(srv.control, 'rules.d', 'evil.test'))
     os.mkfifo(os.path.join(srv.control, 'rules.d', 'fifo.test'))
-    p = subprocess.run([RULES, 'compile'], env={'QMAILHOME': srv.home}, stdout=subprocess.PIPE,
+    p = subprocess.run([RULES, 'compile'], env=tool_env(QMAILHOME=srv.home), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=10)
     eq(p.returncode, 1, 'compile exit')
     check(b'evil.test' in p.stdout and b'fifo.test' in p.stdout, 'named: %r' % p.stdout)
-    p = subprocess.run([RULES, 'show', 'Devil.test'], env={'QMAILHOME': srv.home},
+    p = subprocess.run([RULES, 'show', 'Devil.test'], env=tool_env(QMAILHOME=srv.home),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     check(b'shadow' not in p.stdout and b'root' not in p.stdout, 'nothing read through the link')
 
@@ -350,8 +361,7 @@ def test_explain_agrees_with_the_daemon(srv):
         daemon = [r.decode().strip() for r in rcpt_replies(srv, sender, rcpts, helo=helo)]
         p = subprocess.run([RULES, 'explain', '--offline', '--smtpd', SMTPD, '--ip', ip, '--helo', helo,
                             '--from', sender] + sum([['--rcpt', r] for r in rcpts], []),
-                           env={'QMAILHOME': srv.home, 'QMAILQUEUE': RECORDER, 'QQ_DIR': srv.qq,
-                                'PATH': '/usr/bin:/bin'},
+                           env=tool_env(QMAILHOME=srv.home, QMAILQUEUE=RECORDER, QQ_DIR=srv.qq),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         out = p.stdout.decode('latin-1')
         said = [l[4:] for l in out.splitlines() if l.startswith('  < ') and
@@ -370,7 +380,7 @@ def test_explain_with_auth(srv):
     for user, want in (('worker', '< 550 5.7.1 not the boss'), ('boss', '< 250 ok')):
         p = subprocess.run([RULES, 'explain', '--offline', '--smtpd', SMTPD, '--ip', '192.0.2.1', '--auth', user,
                             '--from', 'a@b.test', '--rcpt', 'x@example.test'],
-                           env={'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'},
+                           env=tool_env(QMAILHOME=srv.home),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         out = p.stdout.decode('latin-1')
         said = [l.strip() for l in out.splitlines() if l.startswith('  < ')]
@@ -384,7 +394,7 @@ def test_explain_from_a_log_line(srv):
     rcpt_replies(srv, 'a@bobhates.test', ['bob@example.test'])
     line = [l for l in srv.log_lines() if b'event=reject' in l][0]
     p = subprocess.run([RULES, 'explain', '--offline', '--smtpd', SMTPD, '--log', line.decode('latin-1')],
-                       env={'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'},
+                       env=tool_env(QMAILHOME=srv.home),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
     out = p.stdout.decode('latin-1')
     check('< 550 5.7.1 bob does not take mail from a@bobhates.test' in out, 'explain: %r' % out[-800:])
