@@ -21,6 +21,12 @@ TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
 BENCHPROGS = bench/banner bench/qq-sink
+# issue 9: tarpits, limits, greylisting, rates (tarpit.c) over the shared store (store.c:
+# liblmdb linked statically, hiredis dlopen()ed only when control/redis names a server)
+SMTPD_OBJS += tarpit.o store.o
+LIBS_STORE = -l:liblmdb.a
+PROGS += mxguard-store
+TESTPROGS += tests/t_tarpit tests/t_store
 
 default: $(PROGS)
 
@@ -40,7 +46,7 @@ STATIC_DLOPEN_NOTE += -e "libcares_la-ares_getaddrinfo.o): in function .ares_get
   -e "^(.text+0x[0-9a-f]*): warning: Using .getservbyport_r. in statically linked"
 mxguard-smtpd: $(SMTPD_OBJS) conf-ld
 	rm -f $@
-	$(LINK) -o $@ $(SMTPD_OBJS) $(LIBS) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+	$(LINK) -o $@ $(SMTPD_OBJS) $(LIBS) $(LIBS_STORE) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
 	test -f $@
 
 qq-maildir: qq-maildir.o conf-ld
@@ -132,6 +138,23 @@ demo: deps $(PROGS)
 
 check: deps
 	$(SRC)/tests/check
+
+# issue 9 (tarpit.c, store.c, mxguard-store): rules
+smtpd.o: tarpit.h
+STATIC_DLOPEN_NOTE += -e "store.o: in function .redis_load.:"
+tarpit.o: tarpit.c tarpit.h store.h control.h decision.h io.h log.h rules.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/tarpit.c -o $@
+store.o: store.c store.h control.h log.h conf-cc
+	$(COMPILE) -c $(SRC)/store.c -o $@
+mxguard-store: mxguard-store.o store.o control.o log.o conf-ld
+	$(LINK) -o $@ mxguard-store.o store.o control.o log.o $(LIBS) $(LIBS_STORE) 2>&1 | \
+	  { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+mxguard-store.o: mxguard-store.c store.h control.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-store.c -o $@
+tests/t_tarpit: tests/t_tarpit.c tarpit.o store.o control.o io.o log.o rules.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_tarpit.c tarpit.o store.o control.o io.o log.o rules.o $(LIBS) $(LIBS_STORE)
+tests/t_store: tests/t_store.c store.o control.o log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_store.c store.o control.o log.o $(LIBS) $(LIBS_STORE)
 
 bench: all
 	$(SRC)/bench/run

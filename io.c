@@ -22,6 +22,11 @@ buffer io_out = BUFFER_INIT(netwrite, 1, outbuf, sizeof outbuf);
 void (*io_die)(int why);
 
 static long timeout_ms = 1200000;
+static long long life_at;              /* io_setlifetime: end of the session, 0 none */
+static void (*life_fn)(void);
+static unsigned long rate_bps;         /* io_setrate: inbound bytes per second, 0 none */
+static long long rate_t0;
+static unsigned long long rate_bytes;
 static const struct io_watch *watches[IO_WATCH_MAX];
 static const struct io_tls *tls;
 
@@ -60,6 +65,9 @@ void io_watch_del(const struct io_watch *w)
 
 void io_settls(const struct io_tls *t) { tls = t; }
 
+void io_setlifetime(long long at_ms, void (*expired)(void)) { life_at = at_ms; life_fn = expired; }
+void io_setrate(unsigned long bytes_per_s) { rate_bps = bytes_per_s; }
+
 /* waitfor - poll fd for events (if fd >= 0) and serve the watches until deadline.
  * 1: fd ready; 0: deadline passed */
 static int waitfor(int fd, short events, long long deadline)
@@ -69,8 +77,13 @@ static int waitfor(int fd, short events, long long deadline)
   for (;;) {
     long long now = io_now_ms();
     long wait;
+    if (life_at && now >= life_at) {  /* session lifetime over: the callback does not return */
+      life_at = 0;
+      life_fn();
+    }
     if (now >= deadline) return 0;
     wait = deadline - now > 86400000 ? 86400000 : (long)(deadline - now);
+    if (life_at && life_at - now < wait) wait = (long)(life_at - now);
     n = 0;
     if (fd >= 0) { p[0].fd = fd; p[0].events = events; p[0].revents = 0; n = 1; }
     for (i = 0; i < IO_WATCH_MAX; ++i) {
@@ -95,12 +108,27 @@ static int waitfor(int fd, short events, long long deadline)
 
 /* netread - with TLS, read first: OpenSSL may hold decrypted bytes (SSL_pending) that no
  * poll() on the socket would ever announce */
+/* throttle - after n bytes read, wait until the rate allows them; at most 1 s of idle time
+ * is kept as credit */
+static void throttle(size_t n)
+{
+  long long now = io_now_ms(), due;
+  if (!rate_t0 || rate_t0 + (long long)(rate_bytes * 1000 / rate_bps) < now - 1000) {
+    rate_t0 = now - 1000;
+    rate_bytes = 0;
+  }
+  rate_bytes += n;
+  due = rate_t0 + (long long)(rate_bytes * 1000 / rate_bps);
+  if (due > now) waitfor(-1, 0, due);
+}
+
 static ssize_t netread(int fd, char *buf, size_t len)
 {
   long long deadline;
   short ev = POLLIN;
   int first = tls != 0;
   if (buffer_flush(&io_out) == -1) return -1;
+  if (rate_bps && len > rate_bps / 10 + 64) len = rate_bps / 10 + 64;  /* smooth sleeps */
   deadline = io_now_ms() + timeout_ms;
   for (;;) {
     ssize_t r;
@@ -109,6 +137,7 @@ static ssize_t netread(int fd, char *buf, size_t len)
     first = 0;
     if (tls) r = tls->read(tls->ctx, buf, len, &want);
     else r = read(fd, buf, len);
+    if (r > 0 && rate_bps) throttle((size_t)r);
     if (r >= 0) return r;
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
     ev = want == POLLOUT ? POLLOUT : POLLIN;

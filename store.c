@@ -1,0 +1,784 @@
+/* store.c - state that outlives a connection: leaky buckets for rates, concurrency counts and
+ * the greylist, shared by every smtpd process of a host (LMDB) or of many hosts (Redis).
+ *
+ * Nothing is opened until a check needs it, so a session with no rate, greylist or budget
+ * configured never touches the store. Reads control/redis (Redis when present), else
+ * control/storedir (the LMDB directory, default "state" under the qmail home) and
+ * control/storemapsize (MB, default 32). Time is the wall clock in ms (hosts share it).
+ *
+ * LMDB: one environment opened per process with MDB_NOSYNC (a counter lost in an OS crash is
+ * harmless; a session that changes nothing writes nothing), every call of store_run() one
+ * write transaction, maxreaders STORE_READERS, stale reader slots cleared at open
+ * (mdb_reader_check), expired records removed by `mxguard-store purge` and, when the map is
+ * full, by the writer that found it full. Concurrency members are records "key|host:pid";
+ * a member whose process is gone (SIGKILL) is removed by the next process that counts.
+ * Redis: hiredis dlopen()ed, non-blocking, every round trip under STORE_TIMEOUT_MS, each op
+ * one Lua script (atomic), keys with TTLs, hash tag = the key's second part so that the
+ * keys of one decision share a Redis Cluster slot; MOVED and ASK are followed.
+ * Any failure: logged once, the store is off for the rest of the session, callers fail
+ * open (never a 5xx because of the store). */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <dlfcn.h>
+#include <lmdb.h>
+#include <stralloc.h>
+#include "control.h"
+#include "log.h"
+#include "store.h"
+
+#define STORE_READERS 1022
+#define STORE_TIMEOUT_MS 300
+#define REDIS_LIB "libhiredis.so.0.14"
+
+static const char *backend;   /* "lmdb", "redis" */
+static int broken;            /* store unusable for this session */
+static char host[64];
+
+long long (*store_clock)(void);
+
+long long store_now_ms(void)
+{
+  struct timespec ts;
+  if (store_clock) return store_clock();
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *store_backend(void) { return backend; }
+
+static void fail(const char *what, const char *detail)
+{
+  if (!broken && log_on(LOG_ERROR)) {
+    log_start("store");
+    log_str("result", "failopen");
+    log_str("backend", backend ? backend : "none");
+    log_str("error", what);
+    if (detail) log_clients("detail", detail);
+    log_end();
+  }
+  broken = 1;
+}
+
+/* ---------------------------------------------------------------- keys */
+
+char *store_key(char *out, const char *const *parts, int n)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  size_t len = 0;
+  uint32_t h = 2166136261u;
+  int i, cut = 0;
+  for (i = 0; i < n; ++i) {
+    const unsigned char *p = (const unsigned char *)parts[i];
+    if (i) { if (len < STORE_KEY_MAX) out[len++] = ':'; else cut = 1; }
+    for (; *p; ++p) {
+      unsigned char c = *p;
+      h = (h ^ c) * 16777619u;
+      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '@' || c == '+' || c == '_' || c == '-') {
+        if (len < STORE_KEY_MAX) out[len++] = (char)c; else cut = 1;
+      } else if (len + 3 <= STORE_KEY_MAX) {
+        out[len++] = '%'; out[len++] = hex[c >> 4]; out[len++] = hex[c & 15];
+      } else cut = 1;
+    }
+    h = (h ^ ':') * 16777619u;
+  }
+  if (cut) {  /* the tail becomes a hash of the whole: distinct long keys stay distinct */
+    len = STORE_KEY_MAX - 9;
+    out[len++] = '#';
+    for (i = 7; i >= 0; --i) out[len++] = hex[(h >> (i * 4)) & 15];
+  }
+  out[len] = 0;
+  return out;
+}
+
+/* ---------------------------------------------------------------- the algorithms */
+
+#define rec store_rec
+
+/* bucket - leak since last, then apply op; the clock going back leaks nothing */
+static void bucket(struct rec *r, int have, struct store_op *op, long long now)
+{
+  double lvl = have ? r->a : 0;
+  long long last = have ? r->b : now;
+  long w = op->window_s > 0 ? op->window_s : 1;
+  double lim = op->limit > 0 ? (double)op->limit : 1;
+  if (now > last) {
+    lvl -= (double)(now - last) * lim / ((double)w * 1000.0);
+    if (lvl < 0) lvl = 0;
+    last = now;
+  }
+  op->ok = 1;
+  if (op->type == STORE_TAKE) {
+    if (lvl + (double)op->n <= lim + 1e-9) lvl += (double)op->n; else op->ok = 0;
+  } else if (op->type == STORE_PEEK) op->ok = lvl + 1 <= lim + 1e-9;
+  else lvl += (double)op->n;
+  op->level = (long)(lvl + 0.999);
+  r->a = lvl;
+  r->b = last;
+  /* drained after lvl*w/lim seconds */
+  r->expire_s = last / 1000 + (int64_t)(lvl * (double)w / lim) + 2;
+}
+
+/* grey - postgrey's decision over the triplet and client records */
+static long grey(struct rec *t, int *havet, struct rec *c, int *havec, const struct store_grey *g,
+                 long long now)
+{
+  int64_t s = now / 1000;
+  if (*havec && c->expire_s <= s) *havec = 0;
+  if (*havet && t->expire_s <= s) *havet = 0;
+  if (!*havec) { c->a = 0; c->b = 0; }
+  if (g->autoallow > 0 && *havec && c->a >= (double)g->autoallow) {
+    c->expire_s = s + g->expire_s;
+    return 0;
+  }
+  if (!*havet) {  /* first sight: the retry must come within retry_s */
+    t->a = (double)s; t->b = 0; t->expire_s = s + g->retry_s;
+    *havet = 1;
+    return g->delay_s > 0 ? g->delay_s : 1;
+  }
+  if (!t->b) {
+    if (t->a > (double)s) t->a = (double)s;  /* clock went back: wait again, never forever */
+    if ((double)s < t->a + (double)g->delay_s) return (long)(t->a + (double)g->delay_s - (double)s);
+    t->b = 1;
+  }
+  t->expire_s = s + g->expire_s;
+  if (s - (int64_t)0 >= c->b + 3600 || s < c->b) { c->a += 1; c->b = s; }  /* once an hour */
+  c->expire_s = s + g->expire_s;
+  *havec = 1;
+  return 0;
+}
+
+static int pid_alive(long pid)
+{
+  return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* member - "key|host:pid" for this process */
+static size_t member(char *out, size_t size, const char *key)
+{
+  char num[24];
+  size_t n;
+  long pid = (long)getpid();
+  int i = 0;
+  do { num[i++] = (char)('0' + pid % 10); pid /= 10; } while (pid && i < 23);
+  n = (size_t)snprintf(out, size, "%s|%s:", key, host);
+  while (i && n + 1 < size) out[n++] = num[--i];
+  out[n] = 0;
+  return n;
+}
+
+/* ---------------------------------------------------------------- LMDB */
+
+static MDB_env *env;
+static MDB_dbi dbi;
+
+const char *store_dir(void)
+{
+  static stralloc sa;
+  if (control_readline(&sa, "control/storedir") == 1 && sa.len && stralloc_0(&sa)) return sa.s;
+  return "state";
+}
+
+static int lmdb_open(void)
+{
+  int rc, mb = 32;
+  unsigned tries;
+  const char *dir = store_dir();
+  if (control_readint(&mb, "control/storemapsize") == -1 || mb <= 0) mb = 32;
+  for (tries = 0; tries < 3; ++tries) {
+    MDB_txn *txn;
+    if ((rc = mdb_env_create(&env))) break;
+    mdb_env_set_mapsize(env, (size_t)mb << 20);
+    mdb_env_set_maxreaders(env, STORE_READERS);
+    rc = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+    if (!rc) {
+      int dead = 0;
+      mdb_reader_check(env, &dead);
+      if (!(rc = mdb_txn_begin(env, 0, 0, &txn))) {
+        if (!(rc = mdb_dbi_open(txn, 0, 0, &dbi))) rc = mdb_txn_commit(txn);
+        else mdb_txn_abort(txn);
+      }
+      if (!rc) return 0;
+    }
+    mdb_env_close(env);
+    env = 0;
+    if (rc != EAGAIN && rc != EBUSY) break;  /* another process opening at this instant */
+  }
+  fail("open", mdb_strerror(rc));
+  return -1;
+}
+
+/* purge - drop expired records (bounded: a writer that finds the map full) */
+static long purge(MDB_txn *txn, long max)
+{
+  MDB_cursor *cur;
+  MDB_val k, v;
+  long n = 0;
+  int64_t now = store_now_ms() / 1000;
+  int rc;
+  if (mdb_cursor_open(txn, dbi, &cur)) return -1;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    struct rec r;
+    if (v.mv_size != sizeof r) continue;
+    memcpy(&r, v.mv_data, sizeof r);
+    if (r.expire_s > now) continue;
+    if (mdb_cursor_del(cur, 0)) break;
+    if (++n == max) break;
+  }
+  mdb_cursor_close(cur);
+  return n;
+}
+
+static int get(MDB_txn *txn, const char *key, struct rec *r)
+{
+  MDB_val k = {strlen(key), (void *)key}, v;
+  if (mdb_get(txn, dbi, &k, &v) || v.mv_size != sizeof *r) return 0;
+  memcpy(r, v.mv_data, sizeof *r);
+  return 1;
+}
+
+static int put(MDB_txn *txn, const char *key, const struct rec *r)
+{
+  MDB_val k = {strlen(key), (void *)key}, v = {sizeof *r, (void *)r};
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* conc - count the live members of key (removing the dead), join or leave */
+static int conc(MDB_txn *txn, struct store_op *op, long long now)
+{
+  char me[STORE_KEY_MAX + 100];
+  size_t klen = strlen(op->key), hlen = strlen(host);
+  MDB_cursor *cur;
+  MDB_val k, v;
+  long count = 0;
+  int rc, self = 0;
+  member(me, sizeof me, op->key);
+  if (op->type == STORE_LEAVE) {
+    MDB_val mk = {strlen(me), me};
+    rc = mdb_del(txn, dbi, &mk, 0);
+    op->ok = 1;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  }
+  if ((rc = mdb_cursor_open(txn, dbi, &cur))) return rc;
+  k.mv_size = klen + 1;
+  k.mv_data = me;  /* "key|" */
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); !rc;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    const char *kk = k.mv_data;
+    struct rec r;
+    int dead = 0;
+    if (k.mv_size <= klen + 1 || memcmp(kk, me, klen + 1)) break;
+    if (v.mv_size == sizeof r) { memcpy(&r, v.mv_data, sizeof r); dead = r.expire_s * 1000 <= now; }
+    if (!dead && k.mv_size > klen + 1 + hlen + 1 && !memcmp(kk + klen + 1, host, hlen) &&
+        kk[klen + 1 + hlen] == ':') {
+      long pid = 0;
+      size_t i;
+      for (i = klen + 2 + hlen; i < k.mv_size && kk[i] >= '0' && kk[i] <= '9'; ++i)
+        pid = pid * 10 + (kk[i] - '0');
+      if (pid == (long)getpid()) self = 1;
+      else dead = !pid_alive(pid);
+    }
+    if (dead) { if ((rc = mdb_cursor_del(cur, 0))) break; continue; }
+    ++count;
+  }
+  mdb_cursor_close(cur);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  op->ok = self || count < op->limit;
+  if (op->ok && !self) {
+    struct rec r = {0, 0, now / 1000 + (op->window_s > 0 ? op->window_s : 3600)};
+    if ((rc = put(txn, me, &r))) return rc;
+    ++count;
+  }
+  op->level = count;
+  return 0;
+}
+
+static int lmdb_ops(MDB_txn *txn, struct store_op *ops, int n, long long now)
+{
+  int i, rc = 0;
+  for (i = 0; i < n && !rc; ++i) {
+    struct store_op *op = ops + i;
+    if (op->type == STORE_ENTER || op->type == STORE_LEAVE) rc = conc(txn, op, now);
+    else {
+      struct rec r;
+      int have = get(txn, op->key, &r);
+      if (have && r.expire_s * 1000 < now - 1000) have = 0;
+      bucket(&r, have, op, now);
+      if (op->type != STORE_PEEK) rc = put(txn, op->key, &r);
+    }
+  }
+  return rc;
+}
+
+/* lmdb_txn - run fn in one write transaction; a full map is purged once and retried */
+static int lmdb_txn(int (*fn)(MDB_txn *, void *), void *ctx)
+{
+  int attempt, rc = 0;
+  for (attempt = 0; attempt < 2; ++attempt) {
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(env, 0, 0, &txn))) break;
+    if (!(rc = fn(txn, ctx))) { if (!(rc = mdb_txn_commit(txn))) return 0; }
+    else mdb_txn_abort(txn);
+    if (rc != MDB_MAP_FULL) break;
+    if (!mdb_txn_begin(env, 0, 0, &txn)) {
+      if (purge(txn, 100000) > 0) { if (mdb_txn_commit(txn)) break; }
+      else { mdb_txn_abort(txn); break; }
+    }
+  }
+  fail("update", mdb_strerror(rc));
+  return -1;
+}
+
+struct runctx { struct store_op *ops; int n; long long now; };
+static int run_cb(MDB_txn *txn, void *c)
+{
+  struct runctx *r = c;
+  return lmdb_ops(txn, r->ops, r->n, r->now);
+}
+
+struct greyctx { const char *t, *c; const struct store_grey *g; long left; };
+static int grey_cb(MDB_txn *txn, void *x)
+{
+  struct greyctx *g = x;
+  struct rec t, c;
+  int ht = get(txn, g->t, &t), hc = get(txn, g->c, &c), rc;
+  int hc0 = hc;
+  struct rec c0 = c;
+  g->left = grey(&t, &ht, &c, &hc, g->g, store_now_ms());
+  if (ht && (rc = put(txn, g->t, &t))) return rc;
+  if (hc && (!hc0 || memcmp(&c, &c0, sizeof c))) return put(txn, g->c, &c);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- Redis */
+
+#include <hiredis/hiredis.h>
+
+static struct {
+  redisContext *(*connect_tcp)(const char *, int);
+  redisContext *(*connect_unix)(const char *);
+  int (*append_argv)(redisContext *, int, const char **, const size_t *);
+  int (*buf_write)(redisContext *, int *);
+  int (*buf_read)(redisContext *);
+  int (*get_reply)(redisContext *, void **);
+  void (*free_reply)(void *);
+  void (*free_ctx)(redisContext *);
+} rl;
+
+#define NODES_MAX 8
+static struct node { char addr[128]; redisContext *c; } nodes[NODES_MAX];
+static stralloc redis_conf, password, prefix;
+static long timeout_ms = STORE_TIMEOUT_MS;
+
+static int redis_load(void)
+{
+  void *lib = dlopen(REDIS_LIB, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) { fail("dlopen", REDIS_LIB); return -1; }
+#define SYM(f, name) if (!(*(void **)&rl.f = dlsym(lib, name))) { fail("dlsym", name); return -1; }
+  SYM(connect_tcp, "redisConnectNonBlock") SYM(connect_unix, "redisConnectUnixNonBlock")
+  SYM(append_argv, "redisAppendCommandArgv") SYM(buf_write, "redisBufferWrite")
+  SYM(buf_read, "redisBufferRead") SYM(get_reply, "redisGetReplyFromReader")
+  SYM(free_reply, "freeReplyObject") SYM(free_ctx, "redisFree")
+#undef SYM
+  return 0;
+}
+
+static int waitfd(int fd, short ev, long long deadline)
+{
+  for (;;) {
+    struct pollfd p = {fd, ev, 0};
+    long long left = deadline - store_now_ms();
+    int r;
+    if (left <= 0) return 0;
+    r = poll(&p, 1, (int)left);
+    if (r > 0) return 1;
+    if (r == -1 && errno != EINTR) return 0;
+  }
+}
+
+static int roundtrip(redisContext *c, int n, int argc[], const char **argv[], size_t *lens[],
+                     redisReply *out[], long long deadline);
+
+/* node_connect - a connection to addr ("host:port" or "/path"), AUTH sent if configured */
+static redisContext *node_connect(const char *addr, long long deadline)
+{
+  redisContext *c;
+  int i, err = 0;
+  socklen_t el = sizeof err;
+  for (i = 0; i < NODES_MAX && nodes[i].c; ++i)
+    if (!strcmp(nodes[i].addr, addr)) return nodes[i].c;
+  if (i == NODES_MAX || strlen(addr) >= sizeof nodes[i].addr) return 0;
+  if (*addr == '/') c = rl.connect_unix(addr);
+  else {
+    char h[128];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (hl >= sizeof h) return 0;
+    memcpy(h, addr, hl); h[hl] = 0;
+    if (hl > 2 && h[0] == '[') { memmove(h, h + 1, hl - 2); h[hl - 2] = 0; }
+    c = rl.connect_tcp(h, colon ? atoi(colon + 1) : 6379);
+  }
+  if (!c || c->err) { if (c) rl.free_ctx(c); return 0; }
+  if (!waitfd(c->fd, POLLOUT, deadline) || getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) ||
+      err) {
+    rl.free_ctx(c);
+    return 0;
+  }
+  if (password.len) {
+    const char *av[2] = {"AUTH", password.s};
+    size_t al[2] = {4, password.len - 1};
+    int ac = 2;
+    const char **avp = av;
+    size_t *alp = al;
+    redisReply *r = 0;
+    if (roundtrip(c, 1, &ac, &avp, &alp, &r, deadline)) { rl.free_ctx(c); return 0; }
+    ac = r->type == REDIS_REPLY_ERROR;
+    rl.free_reply(r);
+    if (ac) { fail("auth", "password refused"); rl.free_ctx(c); return 0; }
+  }
+  memcpy(nodes[i].addr, addr, strlen(addr) + 1);
+  nodes[i].c = c;
+  return c;
+}
+
+/* roundtrip - send n commands, read n replies */
+static int roundtrip(redisContext *c, int n, int argc[], const char **argv[], size_t *lens[],
+                     redisReply *out[], long long deadline)
+{
+  int i, done = 0, got = 0;
+  for (i = 0; i < n; ++i)
+    if (rl.append_argv(c, argc[i], argv[i], lens[i]) != REDIS_OK) return -1;
+  while (!done) {
+    if (rl.buf_write(c, &done) != REDIS_OK) return -1;
+    if (!done && !waitfd(c->fd, POLLOUT, deadline)) return -1;
+  }
+  while (got < n) {
+    void *r = 0;
+    if (rl.get_reply(c, &r) != REDIS_OK) return -1;
+    if (r) { out[got++] = r; continue; }
+    if (!waitfd(c->fd, POLLIN, deadline) || rl.buf_read(c) != REDIS_OK) return -1;
+  }
+  return 0;
+}
+
+static int redis_open(void)
+{
+  size_t i = 0;
+  int first = 1;
+  if (redis_load() == -1) return -1;
+  if (!stralloc_copys(&prefix, "mxg:") || !stralloc_copys(&password, "")) return -1;
+  while (i < redis_conf.len) {  /* entries, NUL-terminated: server, then "name value" lines */
+    const char *l = redis_conf.s + i;
+    i += strlen(l) + 1;
+    if (first) { first = 0; continue; }
+    if (!strncmp(l, "password ", 9)) { if (!stralloc_copys(&password, l + 9)) return -1; }
+    else if (!strncmp(l, "timeout ", 8)) timeout_ms = atol(l + 8) > 0 ? atol(l + 8) : timeout_ms;
+    else if (!strncmp(l, "prefix ", 7)) { if (!stralloc_copys(&prefix, l + 7)) return -1; }
+    else if (log_on(LOG_ERROR)) {
+      log_start("store"); log_str("error", "redis_setting"); log_clients("line", l); log_end();
+    }
+  }
+  if (password.len && !stralloc_0(&password)) return -1;
+  if (!node_connect(redis_conf.s, store_now_ms() + timeout_ms)) {
+    fail("connect", redis_conf.s);
+    return -1;
+  }
+  return 0;
+}
+
+/* rkey - "mxg:" + first part + ":{" + second part + "}" + rest: the second part is the tag */
+static const char *rkey(stralloc *sa, const char *key)
+{
+  const char *c1 = strchr(key, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : 0;
+  if (!stralloc_copy(sa, &prefix)) return 0;
+  if (!c1) { if (!stralloc_cats(sa, key) || !stralloc_0(sa)) return 0; return sa->s; }
+  if (!stralloc_catb(sa, key, (size_t)(c1 - key) + 1) || !stralloc_cats(sa, "{")) return 0;
+  if (!stralloc_catb(sa, c1 + 1, c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1))) return 0;
+  if (!stralloc_cats(sa, "}") || (c2 && !stralloc_cats(sa, c2)) || !stralloc_0(sa)) return 0;
+  return sa->s;
+}
+
+static const char lua_bucket[] =
+  "local t,n,lim,w,now=ARGV[1],tonumber(ARGV[2]),tonumber(ARGV[3]),tonumber(ARGV[4]),"
+  "tonumber(ARGV[5]) if lim<1 then lim=1 end if w<1 then w=1 end "
+  "local v=redis.call('HMGET',KEYS[1],'l','t') local l=tonumber(v[1]) or 0 "
+  "local last=tonumber(v[2]) or now "
+  "if now>last then l=l-(now-last)*lim/(w*1000) if l<0 then l=0 end last=now end "
+  "local ok=1 if t=='take' then if l+n<=lim+1e-9 then l=l+n else ok=0 end "
+  "elseif t=='peek' then if l+1>lim+1e-9 then ok=0 end return {ok,math.ceil(l-1e-9)} "
+  "else l=l+n end "
+  "redis.call('HSET',KEYS[1],'l',tostring(l),'t',tostring(last)) "
+  "redis.call('EXPIRE',KEYS[1],math.floor(l*w/lim)+2) return {ok,math.ceil(l-1e-9)}";
+static const char lua_enter[] =
+  "local now=tonumber(ARGV[4]) redis.call('ZREMRANGEBYSCORE',KEYS[1],'-inf',now) "
+  "local c=redis.call('ZCARD',KEYS[1]) "
+  "if redis.call('ZSCORE',KEYS[1],ARGV[1]) then return {1,c} end "
+  "if c<tonumber(ARGV[2]) then redis.call('ZADD',KEYS[1],now+tonumber(ARGV[3])*1000,ARGV[1]) "
+  "redis.call('PEXPIRE',KEYS[1],tonumber(ARGV[3])*1000) return {1,c+1} end return {0,c}";
+static const char lua_grey[] =
+  "local s,d,rt,ex,aa=tonumber(ARGV[1]),tonumber(ARGV[2]),tonumber(ARGV[3]),tonumber(ARGV[4]),"
+  "tonumber(ARGV[5]) local c=redis.call('HMGET',KEYS[2],'n','t') "
+  "local cn,ct=tonumber(c[1]) or 0,tonumber(c[2]) or 0 "
+  "if aa>0 and cn>=aa then redis.call('EXPIRE',KEYS[2],ex) return {0,cn} end "
+  "local g=redis.call('HMGET',KEYS[1],'f','p') local f,p=tonumber(g[1]),tonumber(g[2]) or 0 "
+  "if not f then redis.call('HSET',KEYS[1],'f',s,'p',0) redis.call('EXPIRE',KEYS[1],rt) "
+  "if d<1 then d=1 end return {d,cn} end "
+  "if p~=1 then if f>s then f=s redis.call('HSET',KEYS[1],'f',s) end "
+  "if s<f+d then return {f+d-s,cn} end redis.call('HSET',KEYS[1],'p',1) end "
+  "redis.call('EXPIRE',KEYS[1],ex) "
+  "if s>=ct+3600 or s<ct then cn=cn+1 redis.call('HSET',KEYS[2],'n',cn,'t',s) end "
+  "redis.call('EXPIRE',KEYS[2],ex) return {0,cn}";
+
+#define RCMD_MAX 16
+#define RARG_MAX 9
+struct rcmd { int argc; const char *argv[RARG_MAX]; size_t lens[RARG_MAX]; char num[RARG_MAX][24];
+              stralloc keys[2]; };
+
+static void rarg(struct rcmd *c, const char *s) { c->argv[c->argc] = s; c->lens[c->argc++] = strlen(s); }
+static void rnum(struct rcmd *c, long long v)
+{
+  snprintf(c->num[c->argc], sizeof c->num[0], "%lld", v);
+  rarg(c, c->num[c->argc]);
+}
+
+/* redis_exec - run the commands on the node their first key lives on, following MOVED/ASK */
+static int redis_exec(struct rcmd *cmds, int n, redisReply *out[])
+{
+  long long deadline = store_now_ms() + timeout_ms;
+  int argc[RCMD_MAX], i, hops;
+  const char **argv[RCMD_MAX];
+  size_t *lens[RCMD_MAX];
+  redisContext *c = nodes[0].c;
+  for (i = 0; i < n; ++i) { argc[i] = cmds[i].argc; argv[i] = cmds[i].argv; lens[i] = cmds[i].lens; }
+  if (roundtrip(c, n, argc, argv, lens, out, deadline)) return -1;
+  for (i = 0; i < n; ++i)  /* Redis Cluster: a redirected command is re-sent on its own */
+    for (hops = 0; hops < 3 && out[i]->type == REDIS_REPLY_ERROR; ++hops) {
+      const char *e = out[i]->str, *sp;
+      int ask = !strncmp(e, "ASK ", 4);
+      redisContext *to;
+      char addr[128];
+      if (strncmp(e, "MOVED ", 6) && !ask) break;
+      if (!(sp = strchr(e + (ask ? 4 : 6), ' ')) || strlen(sp + 1) >= sizeof addr) break;
+      memcpy(addr, sp + 1, strlen(sp + 1) + 1);
+      if (!(to = node_connect(addr, deadline))) return -1;
+      rl.free_reply(out[i]);
+      out[i] = 0;
+      {
+        if (ask) {
+          static const char *askv[1] = {"ASKING"};
+          static size_t askl[1] = {6};
+          int ac[2] = {1, argc[i]};
+          const char **av[2] = {askv, argv[i]};
+          size_t *al[2] = {askl, lens[i]};
+          redisReply *r2[2] = {0, 0};
+          if (roundtrip(to, 2, ac, av, al, r2, deadline)) return -1;
+          rl.free_reply(r2[0]);
+          out[i] = r2[1];
+        } else if (roundtrip(to, 1, argc + i, argv + i, lens + i, out + i, deadline))
+          return -1;
+      }
+    }
+  for (i = 0; i < n; ++i)
+    if (out[i]->type == REDIS_REPLY_ERROR) { fail("redis", out[i]->str); return -1; }
+  return 0;
+}
+
+static int redis_ops(struct store_op *ops, int n, long long now)
+{
+  static struct rcmd cmds[RCMD_MAX];
+  redisReply *out[RCMD_MAX];
+  char mem[STORE_KEY_MAX + 100];
+  int i, rc;
+  if (n > RCMD_MAX) n = RCMD_MAX;
+  for (i = 0; i < n; ++i) {
+    struct rcmd *c = cmds + i;
+    struct store_op *op = ops + i;
+    const char *k = rkey(&c->keys[0], op->key);
+    if (!k) return -1;
+    c->argc = 0;
+    if (op->type == STORE_LEAVE) {
+      member(mem, sizeof mem, "");
+      rarg(c, "ZREM"); rarg(c, k);
+      if (!stralloc_copys(&c->keys[1], mem + 1) || !stralloc_0(&c->keys[1])) return -1;
+      rarg(c, c->keys[1].s);
+    } else if (op->type == STORE_ENTER) {
+      member(mem, sizeof mem, "");
+      if (!stralloc_copys(&c->keys[1], mem + 1) || !stralloc_0(&c->keys[1])) return -1;
+      rarg(c, "EVAL"); rarg(c, lua_enter); rarg(c, "1"); rarg(c, k); rarg(c, c->keys[1].s);
+      rnum(c, op->limit); rnum(c, op->window_s > 0 ? op->window_s : 3600); rnum(c, now);
+    } else {
+      rarg(c, "EVAL"); rarg(c, lua_bucket); rarg(c, "1"); rarg(c, k);
+      rarg(c, op->type == STORE_TAKE ? "take" : op->type == STORE_PEEK ? "peek" : "add");
+      rnum(c, op->n); rnum(c, op->limit); rnum(c, op->window_s); rnum(c, now);
+    }
+  }
+  if (redis_exec(cmds, n, out)) return -1;
+  rc = 0;
+  for (i = 0; i < n; ++i) {
+    redisReply *r = out[i];
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+      ops[i].ok = (int)r->element[0]->integer;
+      ops[i].level = (long)r->element[1]->integer;
+    } else ops[i].ok = 1;
+    rl.free_reply(r);
+  }
+  return rc;
+}
+
+/* redis_reap - after a refused ENTER: members of this host whose process is gone are removed */
+static int redis_reap(struct store_op *op)
+{
+  static struct rcmd c, z;
+  redisReply *out[1];
+  size_t i, hl = strlen(host);
+  const char *k = rkey(&c.keys[0], op->key);
+  int removed = 0;
+  if (!k) return 0;
+  c.argc = 0;
+  rarg(&c, "ZRANGE"); rarg(&c, k); rarg(&c, "0"); rarg(&c, "-1");
+  if (redis_exec(&c, 1, out)) return 0;
+  if (out[0]->type == REDIS_REPLY_ARRAY)
+    for (i = 0; i < out[0]->elements; ++i) {
+      const char *m = out[0]->element[i]->str;
+      redisReply *o2[1];
+      if (!m || strncmp(m, host, hl) || m[hl] != ':' || pid_alive(atol(m + hl + 1))) continue;
+      z.argc = 0;
+      rarg(&z, "ZREM"); rarg(&z, k); rarg(&z, m);
+      if (redis_exec(&z, 1, o2)) break;
+      rl.free_reply(o2[0]);
+      ++removed;
+    }
+  rl.free_reply(out[0]);
+  return removed;
+}
+
+static long redis_grey(const char *t, const char *cl, const struct store_grey *g)
+{
+  static struct rcmd c;
+  redisReply *out[1];
+  long left = 0;
+  const char *kt = rkey(&c.keys[0], t), *kc = rkey(&c.keys[1], cl);
+  if (!kt || !kc) return -1;
+  c.argc = 0;
+  rarg(&c, "EVAL"); rarg(&c, lua_grey); rarg(&c, "2"); rarg(&c, kt); rarg(&c, kc);
+  rnum(&c, store_now_ms() / 1000); rnum(&c, g->delay_s); rnum(&c, g->retry_s);
+  rnum(&c, g->expire_s);
+  if (c.argc < RARG_MAX) rnum(&c, g->autoallow);
+  if (redis_exec(&c, 1, out)) return -1;
+  if (out[0]->type == REDIS_REPLY_ARRAY && out[0]->elements == 2)
+    left = (long)out[0]->element[0]->integer;
+  rl.free_reply(out[0]);
+  return left;
+}
+
+/* ---------------------------------------------------------------- the interface */
+
+static int ready(void)
+{
+  int r;
+  if (broken) return -1;
+  if (backend) return 0;
+  if (gethostname(host, sizeof host - 1)) memcpy(host, "localhost", 10);
+  host[strcspn(host, ":|")] = 0;
+  r = control_readfile(&redis_conf, "control/redis");
+  if (r == -1) { backend = "redis"; fail("control", "control/redis"); return -1; }
+  if (r == 1 && redis_conf.len) { backend = "redis"; return redis_open(); }
+  backend = "lmdb";
+  return lmdb_open();
+}
+
+int store_run(struct store_op *ops, int n)
+{
+  long long now;
+  int i;
+  if (ready()) return -1;
+  now = store_now_ms();
+  if (*backend == 'l') {
+    struct runctx c = {ops, n, now};
+    return lmdb_txn(run_cb, &c);
+  }
+  if (redis_ops(ops, n, now)) { fail("redis", "command"); return -1; }
+  for (i = 0; i < n; ++i)  /* a limit reached with a dead process of ours among the members */
+    if (ops[i].type == STORE_ENTER && !ops[i].ok && redis_reap(ops + i) > 0 &&
+        redis_ops(ops + i, 1, now)) { fail("redis", "command"); return -1; }
+  return 0;
+}
+
+long store_greylist(const char *triplet, const char *client, const struct store_grey *g)
+{
+  long left;
+  if (ready()) return -1;
+  if (*backend == 'l') {
+    struct greyctx c = {triplet, client, g, 0};
+    return lmdb_txn(grey_cb, &c) ? -1 : c.left;
+  }
+  if ((left = redis_grey(triplet, client, g)) < 0) fail("redis", "greylist");
+  return left;
+}
+
+static int walk_cb(MDB_txn *txn, void *x)
+{
+  struct { const char *match; int (*fn)(const char *, size_t, const struct store_rec *, void *);
+           void *ctx; long n; } *w = x;
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc;
+  size_t ml = w->match ? strlen(w->match) : 0;
+  if ((rc = mdb_cursor_open(txn, dbi, &cur))) return rc;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    struct rec r;
+    size_t i;
+    int hit = !ml;
+    for (i = 0; !hit && i + ml <= k.mv_size; ++i) hit = !memcmp((char *)k.mv_data + i, w->match, ml);
+    if (!hit) continue;
+    memset(&r, 0, sizeof r);
+    if (v.mv_size == sizeof r) memcpy(&r, v.mv_data, sizeof r);
+    ++w->n;
+    if (w->fn(k.mv_data, k.mv_size, &r, w->ctx) && (rc = mdb_cursor_del(cur, 0))) break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+long store_walk(const char *match, int (*fn)(const char *, size_t, const struct store_rec *, void *),
+                void *ctx)
+{
+  struct { const char *match; int (*fn)(const char *, size_t, const struct store_rec *, void *);
+           void *ctx; long n; } w = {match, fn, ctx, 0};
+  if (ready() || *backend != 'l') return -1;
+  if (lmdb_txn(walk_cb, &w)) return -1;
+  mdb_env_sync(env, 1);
+  return w.n;
+}
+
+static int purge_cb(MDB_txn *txn, void *x)
+{
+  long n = purge(txn, 0);
+  if (n < 0) return EIO;
+  *(long *)x = n;
+  return 0;
+}
+
+long store_purge(void)
+{
+  long n = 0;
+  int dead = 0;
+  if (ready() || *backend != 'l') return -1;
+  mdb_reader_check(env, &dead);
+  if (lmdb_txn(purge_cb, &n)) return -1;
+  mdb_env_sync(env, 1);
+  return n;
+}
+
+void store_close(void)
+{
+  if (env) { mdb_env_close(env); env = 0; backend = 0; }
+}
