@@ -81,7 +81,8 @@ char *store_key(char *out, const char *const *parts, int n)
     for (; *p; ++p) {
       unsigned char c = *p;
       h = (h ^ c) * 16777619u;
-      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+      if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);  /* one bucket whatever the case */
+      if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
           c == '.' || c == '@' || c == '+' || c == '_' || c == '-') {
         if (len < STORE_KEY_MAX) out[len++] = (char)c; else cut = 1;
       } else if (len + 3 <= STORE_KEY_MAX) {

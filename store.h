@@ -26,8 +26,8 @@ struct store_op {
   long level;          /* bucket level after the op (units, rounded up); members counted */
 };
 
-/* store_key - key into out[STORE_KEY_MAX+1] from parts joined by ':' with every byte outside
- * [A-Za-z0-9.@+_-] written %XX; cut with a hash suffix when too long. Returns out. */
+/* store_key - key into out[STORE_KEY_MAX+1] from parts joined by ':' with A-Z lowered, every byte outside
+ * [a-z0-9.@+_-] written %XX; cut with a hash suffix when too long. Returns out. */
 char *store_key(char *out, const char *const *parts, int n);
 
 /* store_run - the ops in one transaction (LMDB) or one round trip (Redis). 0 done;

@@ -14,6 +14,7 @@
  * (store.c logs it); nothing here ever answers 5xx because of the store. */
 #include <arpa/inet.h>
 #include <regex.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,6 +351,12 @@ static struct decision greetdelay(void)
         log_str("ip", sess->remoteip);
         log_ulong("after_ms", (unsigned long)(io_now_ms() - start));
         log_end();
+      }
+      {  /* read what it sent: closing on unread input would reset the connection, and the
+          * client would never see the 554 */
+        char junk[4096];
+        while (recv(0, junk, sizeof junk, MSG_DONTWAIT) > 0) {}
+        io_discard_input();
       }
       return refuse(554, "5.5.0", "SMTP protocol violation", "earlytalker", 1);
     }

@@ -29,7 +29,7 @@ static void keys(void)
   const char *p[] = {"g", "192.0.2.0/24", "A b:c@x.test", "\n"};
   const char *p2[2] = {"r", big};
   char k2[STORE_KEY_MAX + 1];
-  check_str("key escaped", store_key(k, p, 4), "g:192.0.2.0%2F24:A%20b%3Ac@x.test:%0A");
+  check_str("key escaped", store_key(k, p, 4), "g:192.0.2.0%2F24:a%20b%3Ac@x.test:%0A");
   memset(big, 'a', sizeof big - 1);
   big[sizeof big - 1] = 0;
   store_key(k, p2, 2);
