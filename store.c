@@ -539,7 +539,7 @@ static const char lua_grey[] =
   "redis.call('EXPIRE',KEYS[2],ex) return {0,cn}";
 
 #define RCMD_MAX 16
-#define RARG_MAX 9
+#define RARG_MAX 12
 struct rcmd { int argc; const char *argv[RARG_MAX]; size_t lens[RARG_MAX]; char num[RARG_MAX][24];
               stralloc keys[2]; };
 

@@ -411,7 +411,7 @@ struct decision tarpit_mail(struct session *s)
   for (i = 0; i < 3; ++i) {
     long lim, win;
     const char *who = i == 0 ? (s->auth_user ? 0 : client()) : i == 1 ? s->rcpt.s : s->auth_user;
-    const char *parts[3] = {"m", names[i], who};
+    const char *parts[3] = {"m", who, names[i]};
     if (!who || !rate(names[i], &lim, &win)) continue;
     if (i == 1 && !*who) continue;  /* the null sender has no rate of its own */
     bucket(op + n, keys[n], parts, 3, lim, win);
@@ -469,7 +469,7 @@ struct decision tarpit_rates(struct session *s)
   for (i = 0; i < 4; ++i) {
     const char *who = i == 0 ? (s->auth_user ? 0 : client()) : i == 1 ? s->mailfrom.s :
                       i == 2 ? s->auth_user : rcptdomain(s);
-    const char *parts[3] = {"r", names[i], who};
+    const char *parts[3] = {"r", who, names[i]};
     if (!who || !*who || !rate(names[i], &lim, &win)) continue;
     bucket(op + n, keys[n], parts, 3, lim, win);
     ++n;

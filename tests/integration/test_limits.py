@@ -433,7 +433,7 @@ def test_mxguard_store_tool(srv):
     p = subprocess.run([tool, 'show', '127.0.0'], env=env, stdout=subprocess.PIPE)
     eq(p.returncode, 0, 'show exit')
     out = p.stdout.decode()
-    check('r:rcptrate:127.0.0.1 bucket level=1.000' in out, 'show: %r' % out)
+    check('r:127.0.0.1:rcptrate bucket level=1.000' in out, 'show: %r' % out)
     check('g:127.0.0.0%2F24:a@x.test:u@example.test greylist first=' in out, 'show: %r' % out)
     p = subprocess.run([tool, 'export'], env=env, stdout=subprocess.PIPE)
     check(len(p.stdout.splitlines()) == 2, 'export: %r' % p.stdout)
