@@ -170,8 +170,14 @@ static size_t member(char *out, size_t size, const char *key)
   long pid = (long)getpid();
   int i = 0;
   do { num[i++] = (char)('0' + pid % 10); pid /= 10; } while (pid && i < 23);
-  n = (size_t)snprintf(out, size, "%s|%s:", key, host);
-  while (i && n + 1 < size) out[n++] = num[--i];
+  size_t kl = strlen(key), hl = strlen(host);
+  if (kl + hl + 2 + (size_t)i >= size) { out[0] = 0; return 0; }
+  memcpy(out, key, kl);
+  out[kl] = '|';
+  memcpy(out + kl + 1, host, hl);
+  out[kl + 1 + hl] = ':';
+  n = kl + hl + 2;
+  while (i) out[n++] = num[--i];
   out[n] = 0;
   return n;
 }
@@ -195,19 +201,14 @@ static int lmdb_open(void)
   const char *dir = store_dir();
   if (control_readint(&mb, "control/storemapsize") == -1 || mb <= 0) mb = 32;
   for (tries = 0; tries < 3; ++tries) {
-    MDB_txn *txn;
     if ((rc = mdb_env_create(&env))) break;
     mdb_env_set_mapsize(env, (size_t)mb << 20);
     mdb_env_set_maxreaders(env, STORE_READERS);
-    rc = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+    rc = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS | MDB_NOMEMINIT, 0600);
     if (!rc) {
       int dead = 0;
       mdb_reader_check(env, &dead);
-      if (!(rc = mdb_txn_begin(env, 0, 0, &txn))) {
-        if (!(rc = mdb_dbi_open(txn, 0, 0, &dbi))) rc = mdb_txn_commit(txn);
-        else mdb_txn_abort(txn);
-      }
-      if (!rc) return 0;
+      return 0;
     }
     mdb_env_close(env);
     env = 0;
@@ -302,32 +303,110 @@ static int conc(MDB_txn *txn, struct store_op *op, long long now)
   return 0;
 }
 
-static int lmdb_ops(MDB_txn *txn, struct store_op *ops, int n, long long now)
+/* Writes are what cost (a write transaction copies the pages on the path to each record it
+ * changes): every call first runs in a read-only transaction; increments that can wait
+ * (op->atonce 0) are kept in pend[] and written together with the next write transaction
+ * (at the latest when the session ends), and a call that must write (concurrency, a
+ * connection count, a greylist entry that changes) runs again in a write transaction. */
+#define NEEDWRITE (-30600)   /* not an LMDB error code */
+#define PEND_MAX 16
+static struct pend { char key[STORE_KEY_MAX + 1]; long n, limit, window_s; long long t; } pend[PEND_MAX];
+static int npend;
+static int rdonly;           /* the callback runs in the read-only transaction */
+static MDB_txn *rtxn;
+static int dbi_open;
+
+/* replay - this session's unwritten increments of key onto r, each at its own time */
+static int replay(const char *key, struct rec *r, int have)
 {
-  int i, rc = 0;
-  for (i = 0; i < n && !rc; ++i) {
-    struct store_op *op = ops + i;
-    if (op->type == STORE_ENTER || op->type == STORE_LEAVE) rc = conc(txn, op, now);
-    else {
-      struct rec r;
-      int have = get(txn, op->key, &r);
-      if (have && r.expire_s * 1000 < now - 1000) have = 0;
-      bucket(&r, have, op, now);
-      if (op->type != STORE_PEEK) rc = put(txn, op->key, &r);
+  int i;
+  for (i = 0; i < npend; ++i)
+    if (!key || !strcmp(pend[i].key, key)) {
+      struct store_op add;
+      memset(&add, 0, sizeof add);
+      add.type = STORE_ADD; add.key = pend[i].key; add.n = pend[i].n;
+      add.limit = pend[i].limit; add.window_s = pend[i].window_s;
+      bucket(r, have, &add, pend[i].t);
+      have = 1;
     }
+  return have;
+}
+
+static int defer(const struct store_op *op, long n)
+{
+  if (npend == PEND_MAX) return NEEDWRITE;
+  memcpy(pend[npend].key, op->key, strlen(op->key) + 1);
+  pend[npend].n = n;
+  pend[npend].limit = op->limit;
+  pend[npend].window_s = op->window_s;
+  pend[npend].t = store_now_ms();
+  ++npend;
+  return 0;
+}
+
+static int flush(MDB_txn *txn, long long now)
+{
+  int i, j, rc = 0;
+  for (i = 0; i < npend && !rc; ++i) {
+    struct rec r;
+    int have;
+    for (j = 0; j < i; ++j) if (!strcmp(pend[j].key, pend[i].key)) break;
+    if (j < i) continue;  /* written with its first occurrence */
+    have = get(txn, pend[i].key, &r);
+    if (have && r.expire_s * 1000 < now - 1000) have = 0;
+    replay(pend[i].key, &r, have);
+    rc = put(txn, pend[i].key, &r);
   }
   return rc;
 }
 
-/* lmdb_txn - run fn in one write transaction; a full map is purged once and retried */
-static int lmdb_txn(int (*fn)(MDB_txn *, void *), void *ctx)
+static int lmdb_ops(MDB_txn *txn, struct store_op *ops, int n, long long now)
+{
+  int i, rc = 0, npend0 = npend;
+  for (i = 0; i < n && !rc; ++i) {
+    struct store_op *op = ops + i;
+    if (op->type == STORE_ENTER || op->type == STORE_LEAVE) {
+      rc = rdonly ? NEEDWRITE : conc(txn, op, now);
+    } else {
+      struct rec r;
+      int have = get(txn, op->key, &r);
+      if (have && r.expire_s * 1000 < now - 1000) have = 0;
+      if (rdonly) have = replay(op->key, &r, have);  /* this session's unwritten increments */
+      bucket(&r, have, op, now);
+      if (op->type == STORE_PEEK || (op->type == STORE_TAKE && !op->ok)) continue;
+      if (!rdonly) rc = put(txn, op->key, &r);
+      else rc = op->atonce ? NEEDWRITE : defer(op, op->n);
+    }
+  }
+  if (rc == NEEDWRITE) npend = npend0;
+  return rc;
+}
+
+/* lmdb_txn - fn in the read-only transaction first (tryread), then if it must write, in a
+ * write transaction that also writes pend[]; a full map is purged once and retried */
+static int lmdb_txn(int (*fn)(MDB_txn *, void *), void *ctx, int tryread)
 {
   int attempt, rc = 0;
+  if (tryread) {
+    rc = rtxn ? mdb_txn_renew(rtxn) : mdb_txn_begin(env, 0, MDB_RDONLY, &rtxn);
+    if (rc) { if (!rtxn) { fail("read", mdb_strerror(rc)); return -1; } }
+    else {
+      if (!dbi_open && !(rc = mdb_dbi_open(rtxn, 0, 0, &dbi))) dbi_open = 1;
+      rdonly = 1;
+      if (!rc) rc = fn(rtxn, ctx);
+      rdonly = 0;
+      mdb_txn_reset(rtxn);
+      if (!rc) return 0;
+      if (rc != NEEDWRITE) { fail("read", mdb_strerror(rc)); return -1; }
+    }
+  }
   for (attempt = 0; attempt < 2; ++attempt) {
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(env, 0, 0, &txn))) break;
-    if (!(rc = fn(txn, ctx))) { if (!(rc = mdb_txn_commit(txn))) return 0; }
-    else mdb_txn_abort(txn);
+    if (!dbi_open && !(rc = mdb_dbi_open(txn, 0, 0, &dbi))) dbi_open = 1;
+    if (!rc && !(rc = flush(txn, store_now_ms())) && !(rc = fn(txn, ctx))) {
+      if (!(rc = mdb_txn_commit(txn))) { npend = 0; return 0; }
+    } else mdb_txn_abort(txn);
     if (rc != MDB_MAP_FULL) break;
     if (!mdb_txn_begin(env, 0, 0, &txn)) {
       if (purge(txn, 100000) > 0) { if (mdb_txn_commit(txn)) break; }
@@ -345,17 +424,32 @@ static int run_cb(MDB_txn *txn, void *c)
   return lmdb_ops(txn, r->ops, r->n, r->now);
 }
 
+/* changed - a record must be written: new, changed, or its expiry moved by a day or more
+ * (a passed triplet seen again within a day costs no write) */
+static int changed(int had, const struct rec *a, int has, const struct rec *b)
+{
+  if (!has) return 0;
+  if (!had) return 1;
+  return a->a != b->a || a->b != b->b || b->expire_s - a->expire_s >= 86400 ||
+         b->expire_s < a->expire_s;
+}
+
 struct greyctx { const char *t, *c; const struct store_grey *g; long left; };
 static int grey_cb(MDB_txn *txn, void *x)
 {
   struct greyctx *g = x;
-  struct rec t, c;
-  int ht = get(txn, g->t, &t), hc = get(txn, g->c, &c), rc;
-  int hc0 = hc;
-  struct rec c0 = c;
+  struct rec t, c, t0, c0;
+  int ht = get(txn, g->t, &t), hc = get(txn, g->c, &c), rc, ht0 = ht, hc0 = hc;
+  memcpy(&t0, &t, sizeof t);
+  memcpy(&c0, &c, sizeof c);
   g->left = grey(&t, &ht, &c, &hc, g->g, store_now_ms());
-  if (ht && (rc = put(txn, g->t, &t))) return rc;
-  if (hc && (!hc0 || memcmp(&c, &c0, sizeof c))) return put(txn, g->c, &c);
+  if (ht0 && t0.expire_s <= store_now_ms() / 1000) ht0 = 0;
+  if (hc0 && c0.expire_s <= store_now_ms() / 1000) hc0 = 0;
+  if (changed(ht0, &t0, ht, &t) || changed(hc0, &c0, hc, &c)) {
+    if (rdonly) return NEEDWRITE;
+    if ((rc = put(txn, g->t, &t))) return rc;
+    if (hc && (rc = put(txn, g->c, &c))) return rc;
+  }
   return 0;
 }
 
@@ -704,7 +798,7 @@ int store_run(struct store_op *ops, int n)
   now = store_now_ms();
   if (*backend == 'l') {
     struct runctx c = {ops, n, now};
-    return lmdb_txn(run_cb, &c);
+    return lmdb_txn(run_cb, &c, 1);
   }
   if (redis_ops(ops, n, now)) { fail("redis", "command"); return -1; }
   for (i = 0; i < n; ++i)  /* a limit reached with a dead process of ours among the members */
@@ -719,7 +813,7 @@ long store_greylist(const char *triplet, const char *client, const struct store_
   if (ready()) return -1;
   if (*backend == 'l') {
     struct greyctx c = {triplet, client, g, 0};
-    return lmdb_txn(grey_cb, &c) ? -1 : c.left;
+    return lmdb_txn(grey_cb, &c, 1) ? -1 : c.left;
   }
   if ((left = redis_grey(triplet, client, g)) < 0) fail("redis", "greylist");
   return left;
@@ -755,7 +849,7 @@ long store_walk(const char *match, int (*fn)(const char *, size_t, const struct 
   struct { const char *match; int (*fn)(const char *, size_t, const struct store_rec *, void *);
            void *ctx; long n; } w = {match, fn, ctx, 0};
   if (ready() || *backend != 'l') return -1;
-  if (lmdb_txn(walk_cb, &w)) return -1;
+  if (lmdb_txn(walk_cb, &w, 0)) return -1;
   mdb_env_sync(env, 1);
   return w.n;
 }
@@ -774,12 +868,23 @@ long store_purge(void)
   int dead = 0;
   if (ready() || *backend != 'l') return -1;
   mdb_reader_check(env, &dead);
-  if (lmdb_txn(purge_cb, &n)) return -1;
+  if (lmdb_txn(purge_cb, &n, 0)) return -1;
   mdb_env_sync(env, 1);
   return n;
 }
 
+static int nop_cb(MDB_txn *txn, void *x) { (void)txn; (void)x; return 0; }
+
 void store_close(void)
 {
-  if (env) { mdb_env_close(env); env = 0; backend = 0; }
+  if (env) {
+    if (npend && !broken) lmdb_txn(nop_cb, 0, 0);  /* the session's increments, in one write */
+    if (rtxn) mdb_txn_abort(rtxn);
+    rtxn = 0;
+    npend = 0;
+    dbi_open = 0;
+    mdb_env_close(env);
+    env = 0;
+    backend = 0;
+  }
 }

@@ -21,6 +21,7 @@ struct store_op {
   long n;              /* bucket: units to add */
   long limit;          /* bucket: burst (units per window); concurrency: members */
   long window_s;       /* bucket: seconds to drain limit units; concurrency: member lifetime */
+  int atonce;          /* LMDB: write the increment now (else with the session's next write) */
   /* results */
   int ok;
   long level;          /* bucket level after the op (units, rounded up); members counted */

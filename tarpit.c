@@ -110,11 +110,26 @@ int tarpit_net(char *out, size_t size, const char *ip, int v4bits, int v6bits)
     if (keep >= 8) continue;
     a[i] = keep <= 0 ? 0 : (unsigned char)(a[i] & (0xff << (8 - keep)));
   }
-  if (!inet_ntop(v6 ? AF_INET6 : AF_INET, a, out, (socklen_t)size)) return -1;
+  if (!v6) {  /* inet_ntop goes through sprintf: thousands of instructions */
+    size_t l = 0;
+    if (size < 16) return -1;
+    for (i = 0; i < 4; ++i) {
+      unsigned v = a[i];
+      if (i) out[l++] = '.';
+      if (v >= 100) out[l++] = (char)('0' + v / 100);
+      if (v >= 10) out[l++] = (char)('0' + v / 10 % 10);
+      out[l++] = (char)('0' + v % 10);
+    }
+    out[l] = 0;
+  } else if (!inet_ntop(AF_INET6, a, out, (socklen_t)size)) return -1;
   if (bits < n * 8) {
     size_t l = strlen(out);
     if (l + 5 > size) return -1;
-    snprintf(out + l, size - l, "/%d", bits);
+    out[l++] = '/';
+    if (bits >= 100) out[l++] = (char)('0' + bits / 100);
+    if (bits >= 10) out[l++] = (char)('0' + bits / 10 % 10);
+    out[l++] = (char)('0' + bits % 10);
+    out[l] = 0;
   }
   return 0;
 }
@@ -198,18 +213,26 @@ static int dynamic(const char *name)
   return 0;
 }
 
+static void cat2(char *buf, size_t size, const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  if (la + lb >= size) { buf[0] = 0; return; }
+  memcpy(buf, a, la);
+  memcpy(buf + la, b, lb + 1);
+}
+
 /* class_get - NAME_NOPTR / NAME_DYNAMIC for a client of that class when set, else NAME */
 static const char *class_get(const char *name, char *buf, size_t size)
 {
   const char *x, *p = ptrname();
   if (!p) {
-    snprintf(buf, size, "%s_NOPTR", name);
+    cat2(buf, size, name, "_NOPTR");
     if ((x = rules_get(buf))) return x;
   } else {
-    snprintf(buf, size, "%s_DYNAMIC", name);
+    cat2(buf, size, name, "_DYNAMIC");
     if ((x = rules_get(buf)) && dynamic(p)) return x;
   }
-  snprintf(buf, size, "%s", name);
+  cat2(buf, size, name, "");
   return rules_get(name);
 }
 
@@ -303,7 +326,7 @@ static struct decision conn_limits(void)
   memset(op, 0, sizeof op);
   if (rate("CONNRATE", &lim, &win)) {
     op[n].type = STORE_TAKE; op[n].key = store_key(k1, p1, 3); op[n].n = 1;
-    op[n].limit = lim; op[n].window_s = win; ++n;
+    op[n].limit = lim; op[n].window_s = win; op[n].atonce = 1; ++n;
   }
   if ((lim = setting_ms("CONNMAX", rules_get("CONNMAX"), 1, 0)) > 0) {
     op[n].type = STORE_ENTER; op[n].key = store_key(conckey, p2, 2); op[n].limit = lim;
@@ -501,6 +524,7 @@ void tarpit_rcpt_refused(struct session *s, const struct decision *d)
   parts[0] = "u"; parts[1] = client();
   bucket(op, key, parts, 2, lim, win);
   op[0].type = STORE_ADD;
+  op[0].atonce = 1;  /* a guesser with parallel connections must see it at once */
   store_run(op, 1);
 }
 
@@ -531,6 +555,7 @@ void tarpit_auth_failed(struct session *s)
   parts[1] = client();
   bucket(op, key, parts, 2, lim, win);
   op[0].type = STORE_ADD;
+  op[0].atonce = 1;  /* a guesser with parallel connections must see it at once */
   store_run(op, 1);
 }
 

@@ -163,6 +163,7 @@ def test_connmax_sigkill(srv):
     s.closed_after(b'421 4.7.0 too many connections from your address, try again later\r\n')
     B.allowed_status = {0, 256}
     running = [p for p, st in srv.sessions() if st is None]
+    check(len(running) == 1, 'running sessions on host A: %r' % running)
     os.kill(running[0], 9)
     srv.killed.add(running[0])
     time.sleep(0.2)
