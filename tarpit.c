@@ -348,6 +348,12 @@ static struct decision conn_limits(void)
   return DECISION_NONE;
 }
 
+/* off - "0", "no", "off" (an unset switch is not off) */
+static int off(const char *x)
+{
+  return x && (!case_diffs(x, "0") || !case_diffs(x, "no") || !case_diffs(x, "off"));
+}
+
 /* greetdelay - GREETDELAY[_NOPTR|_DYNAMIC] seconds before the banner; facts are looked at
  * again every 200 ms, so a PTR or DNSWL answer that arrives meanwhile counts. Input from the
  * client during the delay (pipelining before the banner) is refused at once. */
@@ -368,13 +374,20 @@ static struct decision greetdelay(void)
       sleeping = 1;
     }
     if (io_wait(left > 200 ? 200 : left, 1)) {
-      if (sleeping) budget_leave();
+      int drop = !off(getenv("DROPRUSHGREET"));
       if (log_on(LOG_INFO)) {
         log_start("earlytalker");
         log_str("ip", sess->remoteip);
         log_ulong("after_ms", (unsigned long)(io_now_ms() - start));
+        log_str("act", drop ? "refused" : "logged");
         log_end();
       }
+      if (!drop) {  /* DROPRUSHGREET=0: logged only; the rest of the delay, then the banner */
+        long rest = target - (long)(io_now_ms() - start);
+        if (rest > 0) io_wait(rest, 0);
+        break;
+      }
+      if (sleeping) budget_leave();
       {  /* read what it sent: closing on unread input would reset the connection, and the
           * client would never see the 554 */
         char junk[4096];
@@ -615,10 +628,7 @@ void tarpit_grey_sender(char *out, size_t size, const char *addr)
   out[n] = 0;
 }
 
-static int on(const char *x)
-{
-  return x && case_diffs(x, "0") && case_diffs(x, "no") && case_diffs(x, "off");
-}
+static int on(const char *x) { return x && !off(x); }
 
 struct decision tarpit_greylist(struct session *s)
 {

@@ -157,6 +157,20 @@ def test_early_talker_same_packet(srv):
 
 
 @case
+def test_early_talker_logged_only(srv):
+    conf(srv, env={'GREETDELAY': '1', 'DROPRUSHGREET': '0'})
+    s = srv.session()
+    t0 = time.time()
+    s.send('HELO early\r\n')
+    eq(s.reply(), banner(), 'banner')
+    dt = time.time() - t0
+    check(dt >= 0.9, 'banner after %.2f s: the delay was cut short' % dt)
+    eq(s.reply(), b'250 mx.test\r\n', 'the early HELO is answered')
+    s.close()
+    check(b'event=earlytalker ip=127.0.0.1' in srv.log() and b'act=logged' in srv.log(), 'not logged')
+
+
+@case
 def test_greeting_delay_exemptions(srv):
     for env, control, why in (({'GREETDELAY': '2', 'RELAYCLIENT': ''}, {}, 'relay client'),
                               ({'GREETDELAY': '2'}, {'limitexempt': '10.0.0.0/8\n127.0.0.0/8\n'},
