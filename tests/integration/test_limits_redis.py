@@ -223,6 +223,8 @@ def test_rcpt_latency(srv):
     rated = p99({'RCPTRATE': '1000000/3600', 'RCPTRATE_SENDER': '1000000/3600'})
     sys.stderr.write('redis RCPT p99: %.3f ms without rates, %.3f ms with 2 rate checks\n'
                      % (base, rated))
+    if os.environ.get('MXG_LABEL') == 'asan':  # sanitizer build: a figure, not a verdict
+        return
     check(rated - base <= 3.0, 'p99 %.3f ms with rates vs %.3f ms without' % (rated, base))
 
 
