@@ -33,6 +33,54 @@ static unsigned rcptcount;          /* RCPTs past the relay test in this transac
 static char conckey[STORE_KEY_MAX + 1];  /* CONNMAX member joined */
 static int joined;
 
+/* ---------------------------------------------------------------- client settings */
+
+/* Client settings come from the environment (tcprules, the instruct cdb). It is scanned once
+ * for their prefixes, so a session that sets none of them pays one pass over environ instead
+ * of a getenv() per name. Per-recipient settings go through rules_get(). */
+extern char **environ;
+static const char *const cprefix[] = {"GREETDELAY", "THROTTLE", "MAXSESSIONTIME", "CONNRATE",
+  "CONNMAX", "MSGRATE", "AUTHFAILRATE", "BADRCPTRATE", "MAXERRORS", "LIMITEXEMPT",
+  "RATEIPV6PREFIX", "TARPITBUDGET", "DROPRUSHGREET", 0};
+static unsigned cmask;
+static int scanned;
+
+static const unsigned char cplen[] = {10, 8, 14, 8, 7, 7, 12, 11, 9, 11, 14, 12, 13};
+
+static int cprefix_of(const char *name)
+{
+  static const signed char first[26][4] = {  /* A..Z: the prefixes starting with that letter */
+    {6, -1}, {7, -1}, {3, 4, -1}, {12, -1}, {-1}, {-1}, {0, -1}, {-1}, {-1}, {-1}, {-1},
+    {9, -1}, {2, 5, 8, -1}, {-1}, {-1}, {-1}, {-1}, {10, -1}, {-1}, {1, 11, -1}, {-1}, {-1},
+    {-1}, {-1}, {-1}, {-1}};
+  const signed char *i;
+  if (name[0] < 'A' || name[0] > 'Z') return -1;
+  for (i = first[name[0] - 'A']; *i >= 0; ++i)
+    if (name[1] == cprefix[*i][1] && !memcmp(name, cprefix[*i], cplen[*i])) return *i;
+  return -1;
+}
+
+static const char *cget(const char *name)
+{
+  int i;
+  if (!scanned) {
+    char **e;
+    scanned = 1;
+    for (e = environ; e && *e; ++e)
+      if ((i = cprefix_of(*e)) >= 0) cmask |= 1u << i;
+  }
+  if (!cmask) return 0;
+  i = cprefix_of(name);
+  return i >= 0 && !(cmask & (1u << i)) ? 0 : getenv(name);
+}
+
+/* sget - a client setting (cprefix) from the environment, a per-recipient one through the
+ * rules */
+static const char *sget(const char *name)
+{
+  return (name[0] == 'R' && name[1] == 'C') ? rules_get(name) : cget(name);
+}
+
 /* ---------------------------------------------------------------- parsing */
 
 long tarpit_parse_ms(const char *x, long unit_ms)
@@ -91,7 +139,7 @@ static long setting_ms(const char *name, const char *x, long unit_ms, long def)
 /* rate - a "N/T" setting: 1 set, 0 unset or bad (logged) */
 static int rate(const char *name, long *limit, long *window_s)
 {
-  const char *x = rules_get(name);
+  const char *x = sget(name);
   if (!x || !*x) return 0;
   if (tarpit_parse_rate(x, limit, window_s) == -1) { bad_setting(name, x, "off"); return 0; }
   return 1;
@@ -139,7 +187,7 @@ static const char *client(void)
 {
   static char c[64];
   if (!*c) {
-    long bits = setting_ms("RATEIPV6PREFIX", rules_get("RATEIPV6PREFIX"), 1, 64);
+    long bits = setting_ms("RATEIPV6PREFIX", cget("RATEIPV6PREFIX"), 1, 64);
     if (tarpit_net(c, sizeof c, sess->remoteip, 32, (int)bits) == -1)
       snprintf(c, sizeof c, "%.60s", sess->remoteip);
   }
@@ -171,7 +219,7 @@ static int exempt(void)
   size_t i;
   if (sess->relayclient || sess->dnsbl_score < 0) return 1;
   if (known >= 0) return known;
-  if (getenv("LIMITEXEMPT")) return known = 1;
+  if (cget("LIMITEXEMPT")) return known = 1;
   known = 0;
   if (control_readfile(&nets, "control/limitexempt") == -1) {
     bad_setting("control/limitexempt", "unreadable", "none");
@@ -227,13 +275,13 @@ static const char *class_get(const char *name, char *buf, size_t size)
   const char *x, *p = ptrname();
   if (!p) {
     cat2(buf, size, name, "_NOPTR");
-    if ((x = rules_get(buf))) return x;
+    if ((x = cget(buf))) return x;
   } else {
     cat2(buf, size, name, "_DYNAMIC");
-    if ((x = rules_get(buf)) && dynamic(p)) return x;
+    if ((x = cget(buf)) && dynamic(p)) return x;
   }
   cat2(buf, size, name, "");
-  return rules_get(name);
+  return cget(name);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -262,7 +310,7 @@ static long budget(void)
 {
   static long b = -2;
   if (b == -2) {
-    const char *x = getenv("TARPITBUDGET");
+    const char *x = cget("TARPITBUDGET");
     int v = 0;
     b = 0;
     if (x) b = setting_ms("TARPITBUDGET", x, 1, 0);
@@ -310,7 +358,7 @@ int tarpit_sleep(unsigned ms)
 int tarpit_errors(const struct session *s)
 {
   static long max = -1;
-  if (max == -1) max = setting_ms("MAXERRORS", getenv("MAXERRORS"), 1, 0);
+  if (max == -1) max = setting_ms("MAXERRORS", cget("MAXERRORS"), 1, 0);
   return max > 0 && s->nerrors >= (unsigned long)max;
 }
 
@@ -320,17 +368,20 @@ static struct decision conn_limits(void)
 {
   struct store_op op[2];
   char k1[STORE_KEY_MAX + 1];
-  const char *p1[] = {"c", client(), "conn"}, *p2[] = {"k", client()};
+  const char *p1[3] = {"c", 0, "conn"}, *p2[2] = {"k", 0};
   long lim, win;
   int n = 0;
   memset(op, 0, sizeof op);
+  if (!cget("CONNRATE") && !cget("CONNMAX")) return DECISION_NONE;
+  if (exempt()) return DECISION_NONE;  /* read only now: a plain session opens nothing */
+  p1[1] = p2[1] = client();
   if (rate("CONNRATE", &lim, &win)) {
     op[n].type = STORE_TAKE; op[n].key = store_key(k1, p1, 3); op[n].n = 1;
     op[n].limit = lim; op[n].window_s = win; op[n].atonce = 1; ++n;
   }
-  if ((lim = setting_ms("CONNMAX", rules_get("CONNMAX"), 1, 0)) > 0) {
+  if ((lim = setting_ms("CONNMAX", cget("CONNMAX"), 1, 0)) > 0) {
     op[n].type = STORE_ENTER; op[n].key = store_key(conckey, p2, 2); op[n].limit = lim;
-    op[n].window_s = setting_ms("MAXSESSIONTIME", getenv("MAXSESSIONTIME"), 1000, 3600000) / 1000;
+    op[n].window_s = setting_ms("MAXSESSIONTIME", cget("MAXSESSIONTIME"), 1000, 3600000) / 1000;
     ++n;
   }
   if (!n || store_run(op, n) == -1) return DECISION_NONE;
@@ -374,7 +425,7 @@ static struct decision greetdelay(void)
       sleeping = 1;
     }
     if (io_wait(left > 200 ? 200 : left, 1)) {
-      int drop = !off(getenv("DROPRUSHGREET"));
+      int drop = !off(cget("DROPRUSHGREET"));
       if (log_on(LOG_INFO)) {
         log_start("earlytalker");
         log_str("ip", sess->remoteip);
@@ -407,7 +458,7 @@ struct decision tarpit_connect(struct session *s, void (*expired)(void))
   char buf[64];
   long v;
   sess = s;
-  if (!exempt() && (d = conn_limits()).code) return d;
+  if ((d = conn_limits()).code) return d;
   if ((d = greetdelay()).code) return d;
   v = setting_ms("MAXSESSIONTIME", class_get("MAXSESSIONTIME", buf, sizeof buf), 1000, 0);
   if (v > 0) io_setlifetime(s->start_ms + v, expired);
@@ -443,17 +494,18 @@ struct decision tarpit_mail(struct session *s)
   int i, n = 0;
   sess = s;
   rcptcount = 0;
-  if (exempt()) return DECISION_NONE;
   for (i = 0; i < 3; ++i) {
     long lim, win;
-    const char *who = i == 0 ? (s->auth_user ? 0 : client()) : i == 1 ? s->rcpt.s : s->auth_user;
-    const char *parts[3] = {"m", who, names[i]};
-    if (!who || !rate(names[i], &lim, &win)) continue;
+    const char *who, *parts[3];
+    if (!rate(names[i], &lim, &win)) continue;
+    who = i == 0 ? (s->auth_user ? 0 : client()) : i == 1 ? s->rcpt.s : s->auth_user;
+    parts[0] = "m"; parts[1] = who; parts[2] = names[i];
+    if (!who) continue;
     if (i == 1 && !*who) continue;  /* the null sender has no rate of its own */
     bucket(op + n, keys[n], parts, 3, lim, win);
     ++n;
   }
-  if ((i = take(op, n)) < 0) return DECISION_NONE;
+  if (!n || exempt() || (i = take(op, n)) < 0) return DECISION_NONE;
   log_limit("msgrate", op[i].key, op[i].level, op[i].limit);
   return refuse(450, "4.7.1", "too much mail from you, try again later", "msgrate", 0);
 }
@@ -501,12 +553,13 @@ struct decision tarpit_rates(struct session *s)
   long lim, win;
   int i, n = 0, harvest = -1;
   sess = s;
-  if (exempt()) return DECISION_NONE;
   for (i = 0; i < 4; ++i) {
-    const char *who = i == 0 ? (s->auth_user ? 0 : client()) : i == 1 ? s->mailfrom.s :
-                      i == 2 ? s->auth_user : rcptdomain(s);
-    const char *parts[3] = {"r", who, names[i]};
-    if (!who || !*who || !rate(names[i], &lim, &win)) continue;
+    const char *who, *parts[3];
+    if (!rate(names[i], &lim, &win)) continue;
+    who = i == 0 ? (s->auth_user ? 0 : client()) : i == 1 ? s->mailfrom.s :
+          i == 2 ? s->auth_user : rcptdomain(s);
+    parts[0] = "r"; parts[1] = who; parts[2] = names[i];
+    if (!who || !*who) continue;
     bucket(op + n, keys[n], parts, 3, lim, win);
     ++n;
   }
@@ -516,7 +569,7 @@ struct decision tarpit_rates(struct session *s)
     op[n].type = STORE_PEEK;
     harvest = n++;
   }
-  if ((i = take(op, n)) < 0) return DECISION_NONE;
+  if (!n || exempt() || (i = take(op, n)) < 0) return DECISION_NONE;
   if (i == harvest) {
     log_limit("badrcptrate", op[i].key, op[i].level, op[i].limit);
     return refuse(421, "4.7.0", "too many unknown recipients, closing connection", "badrcptrate", 1);
@@ -532,8 +585,8 @@ void tarpit_rcpt_refused(struct session *s, const struct decision *d)
   long lim, win;
   const char *parts[2];
   sess = s;
-  if (!d->reason || strncmp(d->reason, "nouser", 6) || s->auth_user || exempt()) return;
-  if (!rate("BADRCPTRATE", &lim, &win)) return;
+  if (!d->reason || strncmp(d->reason, "nouser", 6) || s->auth_user) return;
+  if (!rate("BADRCPTRATE", &lim, &win) || exempt()) return;
   parts[0] = "u"; parts[1] = client();
   bucket(op, key, parts, 2, lim, win);
   op[0].type = STORE_ADD;
@@ -548,7 +601,7 @@ struct decision tarpit_auth(struct session *s)
   const char *parts[2] = {"a", 0};
   long lim, win;
   sess = s;
-  if (exempt() || !rate("AUTHFAILRATE", &lim, &win)) return DECISION_NONE;
+  if (!rate("AUTHFAILRATE", &lim, &win) || exempt()) return DECISION_NONE;
   parts[1] = client();
   bucket(op, key, parts, 2, lim, win);
   op[0].type = STORE_PEEK;
@@ -564,7 +617,7 @@ void tarpit_auth_failed(struct session *s)
   const char *parts[2] = {"a", 0};
   long lim, win;
   sess = s;
-  if (exempt() || !rate("AUTHFAILRATE", &lim, &win)) return;
+  if (!rate("AUTHFAILRATE", &lim, &win) || exempt()) return;
   parts[1] = client();
   bucket(op, key, parts, 2, lim, win);
   op[0].type = STORE_ADD;
