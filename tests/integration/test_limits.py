@@ -295,6 +295,7 @@ def test_rcptrate_across_sessions(srv):
         eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
         eq(s.cmd('RCPT TO:<u1@example.test>'), OK)
         eq(s.cmd('RCPT TO:<u2@example.test>'), OK)
+    srv.wait_idle()  # LMDB: a session's recipient counts are written when it ends
     with connect(srv) as s:
         eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
         eq(s.cmd('RCPT TO:<u3@example.test>'), OK)
@@ -446,6 +447,7 @@ def test_mxguard_store_tool(srv):
     with connect(srv) as s:
         eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
         s.cmd('RCPT TO:<u@example.test>')
+    srv.wait_idle()
     tool = os.path.join(MXG_BIN, 'mxguard-store')
     env = {'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'}
     p = subprocess.run([tool, 'show', '127.0.0'], env=env, stdout=subprocess.PIPE)
