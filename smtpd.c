@@ -819,7 +819,7 @@ int main(int argc, char **argv)
     struct decision d;
     if (dnsbl_start(&s, &file) == -1) die_control(file);
     if ((d = dnsbl_greeting(&s)).code) reply(&d);  /* DNSBLGREETING: refuse before the banner */
-    if ((d = tarpit_connect(&s, die_lifetime)).code) reply(&d);  /* rates, greeting delay */
+    if ((d = tarpit_connect(&s, die_lifetime, dnsbl_ptr_pending)).code) reply(&d);  /* rates, greeting delay */
   }
   if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
   greet(220, " ESMTP");

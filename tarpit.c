@@ -29,6 +29,7 @@
 #include "tarpit.h"
 
 static struct session *sess;
+static int (*ptr_pending)(void);
 static unsigned rcptcount;          /* RCPTs past the relay test in this transaction */
 static char conckey[STORE_KEY_MAX + 1];  /* CONNMAX member joined */
 static int joined;
@@ -416,6 +417,15 @@ static struct decision greetdelay(void)
   for (;;) {
     const char *x = class_get("GREETDELAY", buf, sizeof buf);
     long target = setting_ms(buf, x, 1000, 0), left;
+    if (!ptrname() && sess->rdns == DNS_UNKNOWN && ptr_pending && ptr_pending()) {
+      /* the PTR answer is still to come: the longest delay of any class until it does */
+      long t = setting_ms("GREETDELAY_NOPTR", cget("GREETDELAY_NOPTR"), 1000, 0);
+      if (t > target) target = t;
+      t = setting_ms("GREETDELAY_DYNAMIC", cget("GREETDELAY_DYNAMIC"), 1000, 0);
+      if (t > target) target = t;
+      t = setting_ms("GREETDELAY", cget("GREETDELAY"), 1000, 0);
+      if (t > target) target = t;
+    }
     if (target > TARPIT_DELAY_MAX * 1000) target = TARPIT_DELAY_MAX * 1000;
     left = target - (long)(io_now_ms() - start);
     if (left <= 0 || exempt()) break;
@@ -452,12 +462,13 @@ static struct decision greetdelay(void)
   return DECISION_NONE;
 }
 
-struct decision tarpit_connect(struct session *s, void (*expired)(void))
+struct decision tarpit_connect(struct session *s, void (*expired)(void), int (*pending)(void))
 {
   struct decision d;
   char buf[64];
   long v;
   sess = s;
+  ptr_pending = pending;
   if ((d = conn_limits()).code) return d;
   if ((d = greetdelay()).code) return d;
   v = setting_ms("MAXSESSIONTIME", class_get("MAXSESSIONTIME", buf, sizeof buf), 1000, 0);

@@ -10,9 +10,10 @@
 
 /* tarpit_connect - before the banner: throttle and session lifetime (expired is called from
  * io.c's poll loop when the lifetime is over; it must not return), connection rate and
- * concurrency, the greeting delay (early talkers refused). A decision to reply (it drops),
- * or none. */
-struct decision tarpit_connect(struct session *s, void (*expired)(void));
+ * concurrency, the greeting delay (early talkers refused; while ptr_pending() says the PTR
+ * answer is still to come, the client's class is not known yet). A decision to reply (it
+ * drops), or none. */
+struct decision tarpit_connect(struct session *s, void (*expired)(void), int (*ptr_pending)(void));
 
 /* checks for smtpd.c's table */
 struct decision tarpit_mail(struct session *s);      /* STAGE_MAIL: message rates */
