@@ -193,6 +193,44 @@ static void purge(void)
         "before %ld purged %ld after %ld", before, n, after);
 }
 
+/* full - a 1 MB map filled with records that do not expire: -1 (fail open), no crash; once
+ * they have expired, the writer that finds the map full purges and goes on */
+static void full(void)
+{
+  int status;
+  pid_t pid;
+  store_close();
+  if (!(pid = fork())) {
+    int i, failed = -1;
+    check_writes("control/storedir", "small\n");
+    check_writes("control/storemapsize", "1\n");
+    mkdir("small", 0700);
+    for (i = 0; i < 20000 && failed < 0; ++i) {
+      char k[64];
+      struct store_op o;
+      snprintf(k, sizeof k, "r:%d.%d.%d.%d:rcptrate-with-a-longer-name", i & 255, i >> 8, 7, 9);
+      o = op(STORE_ADD, k, 1, 10, 3600);
+      o.atonce = 1;
+      if (run1(&o)) failed = i;
+    }
+    _exit(failed > 100 ? 0 : 1);
+  }
+  waitpid(pid, &status, 0);
+  CHK("full store: -1 (fail open) after many records, no crash", status == 0, "status %d", status);
+  if (!(pid = fork())) {
+    struct store_op o = op(STORE_ADD, "r:new", 1, 10, 3600);
+    check_writes("control/storedir", "small\n");
+    check_writes("control/storemapsize", "1\n");
+    now_ms += 7200 * 1000;  /* every record has expired */
+    o.atonce = 1;
+    _exit(run1(&o) == 0 ? 0 : 1);
+  }
+  waitpid(pid, &status, 0);
+  CHK("full store: purged when full, then written", status == 0, "status %d", status);
+  unlink("control/storemapsize");
+  check_writes("control/storedir", "state\n");
+}
+
 static void broken(void)
 {
   int status;
@@ -228,6 +266,7 @@ int main(void)
   greylist();
   parallel();
   purge();
+  full();
   broken();
   store_close();
   return check_done();

@@ -246,6 +246,34 @@ def test_redis_down_fails_open(srv):
 
 
 @case
+def test_redis_silent_fails_open(srv):
+    """a server that accepts and never answers: the store's deadline, not the client's"""
+    ls = socket.socket()
+    ls.bind(('127.0.0.1', 0))
+    ls.listen(16)
+    conf(srv, {'GREYLIST': '1', 'RCPTRATE': '1/3600'},
+         redis='127.0.0.1:%d\ntimeout 200\n' % ls.getsockname()[1])
+    try:
+        with connect(srv) as s:
+            eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
+            r, dt = timed(lambda: s.cmd('RCPT TO:<u@example.test>'))
+            eq(r, OK, 'fail open')
+            check(0.15 <= dt < 1.0, 'first RCPT took %.2f s, timeout 200 ms' % dt)
+            r, dt = timed(lambda: s.cmd('RCPT TO:<v@example.test>'))
+            eq(r, OK)
+            check(dt < 0.1, 'the store is not tried again in the session: %.2f s' % dt)
+    finally:
+        ls.close()
+    check(b'event=store result=failopen backend=redis' in srv.log(), 'not logged')
+
+
+def timed(fn):
+    t0 = time.time()
+    r = fn()
+    return r, time.time() - t0
+
+
+@case
 def test_redis_bad_password_fails_open(srv):
     conf(srv, {'GREYLIST': '1'}, redis='127.0.0.1:%d\npassword wrong\n' % REDIS['port'])
     with connect(srv) as s:
