@@ -1,8 +1,8 @@
 /* mxguard-store - look at and maintain the LMDB store of mxguard-smtpd (rates, concurrency,
  * greylist): show or clear the records of a client, sender or key, export everything, purge
  * expired records (from cron). Runs in the qmail home (QMAILHOME) as smtpd does and reads
- * the same control/storedir. With control/redis the state lives in Redis: this tool says so
- * and exits 100 (use redis-cli; keys start with the prefix, default "mxg:").
+ * the same control/storedir, or control/redis (then show, clear and export SCAN the server
+ * named there, and purge has nothing to do: Redis expires keys itself).
  * Exit status: 0 done, 1 nothing matched (show, clear), 100 usage, 111 temporary error. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +67,9 @@ int main(int argc, char **argv)
   long n;
   if (argc < 2) usage();
   if (control_chdir() == -1) { perror("mxguard-store: chdir to the qmail home"); return 111; }
-  if (control_readfile(&r, "control/redis") == 1 && r.len) {
-    fprintf(stderr, "mxguard-store: control/redis is set: the state is in Redis at %s; "
-                    "use redis-cli --scan --pattern 'mxg:*'\n", r.s);
-    return 100;
+  if (control_readfile(&r, "control/redis") == 1 && r.len && !strcmp(argv[1], "purge")) {
+    printf("purged 0 (Redis expires keys itself)\n");
+    return 0;
   }
   if (!strcmp(argv[1], "show") && argc == 3) return walk(argv[2], 0) ? 0 : 1;
   if (!strcmp(argv[1], "clear") && argc == 3) {

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -843,12 +844,107 @@ static int walk_cb(MDB_txn *txn, void *x)
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* rcall - one command (arguments up to a 0) on the server of control/redis; the reply or 0 */
+static redisReply *rcall(const char *a, ...)
+{
+  static struct rcmd c;
+  redisReply *out[1];
+  va_list ap;
+  const char *x;
+  c.argc = 0;
+  va_start(ap, a);
+  for (x = a; x && c.argc < RARG_MAX; x = va_arg(ap, const char *)) rarg(&c, x);
+  va_end(ap);
+  return redis_exec(&c, 1, out) ? 0 : out[0];
+}
+
+/* unkey - "mxg:g:{net}:rest" back to the store key "g:net:rest" */
+static void unkey(char *out, size_t size, const char *rk)
+{
+  size_t n = 0;
+  int braces = 0;
+  if (!strncmp(rk, prefix.s, prefix.len)) rk += prefix.len;
+  for (; *rk && n + 1 < size; ++rk) {
+    if ((*rk == '{' || *rk == '}') && braces < 2) { ++braces; continue; }
+    out[n++] = *rk;
+  }
+  out[n] = 0;
+}
+
+static double num(const redisReply *r)
+{
+  return r && r->type == REDIS_REPLY_STRING && r->str ? atof(r->str) : 0;
+}
+
+/* redis_key - one key of the walk: fn for its record (hash) or each member (zset) */
+static long redis_key(const char *rk, const char *match,
+                      int (*fn)(const char *, size_t, const struct store_rec *, void *), void *ctx)
+{
+  char key[STORE_KEY_MAX + 200];
+  redisReply *t, *v;
+  long n = 0, now = (long)(store_now_ms() / 1000);
+  size_t i;
+  unkey(key, sizeof key, rk);
+  if (match && !strstr(key, match)) return 0;
+  if (!(t = rcall("TYPE", rk, (char *)0))) return -1;
+  if (t->type == REDIS_REPLY_STATUS && !strcmp(t->str, "zset")) {
+    if (!(v = rcall("ZRANGE", rk, "0", "-1", "WITHSCORES", (char *)0))) return -1;
+    for (i = 0; v->type == REDIS_REPLY_ARRAY && i + 1 < v->elements; i += 2) {
+      char mk[sizeof key + 100];
+      struct store_rec r = {0, 0, (long long)(num(v->element[i + 1]) / 1000)};
+      snprintf(mk, sizeof mk, "%s|%s", key, v->element[i]->str);
+      ++n;
+      if (fn(mk, strlen(mk), &r, ctx)) rl.free_reply(rcall("ZREM", rk, v->element[i]->str, (char *)0));
+    }
+  } else if (t->type == REDIS_REPLY_STATUS && !strcmp(t->str, "hash")) {
+    redisReply *ttl = rcall("TTL", rk, (char *)0);
+    struct store_rec r = {0, 0, 0};
+    if (!ttl || !(v = rcall("HMGET", rk, "l", "t", "f", "p", "n", (char *)0))) return -1;
+    if (v->type == REDIS_REPLY_ARRAY && v->elements == 5) {
+      int k = v->element[0]->type == REDIS_REPLY_STRING ? 0 : v->element[2]->type == REDIS_REPLY_STRING ? 2 : 4;
+      r.a = num(v->element[k]);
+      r.b = (long long)num(v->element[k == 2 ? 3 : 1]);
+    }
+    r.expire_s = ttl->integer >= 0 ? now + ttl->integer : now + 86400L * 365;
+    rl.free_reply(ttl);
+    n = 1;
+    if (fn(key, strlen(key), &r, ctx)) rl.free_reply(rcall("DEL", rk, (char *)0));
+  } else v = 0;
+  rl.free_reply(t);
+  if (v) rl.free_reply(v);
+  return n;
+}
+
+/* redis_walk - SCAN the server of control/redis for our keys (with a Redis Cluster: the keys
+ * on that node only) */
+static long redis_walk(const char *match,
+                       int (*fn)(const char *, size_t, const struct store_rec *, void *), void *ctx)
+{
+  char cursor[32] = "0", pat[200];
+  long total = 0;
+  snprintf(pat, sizeof pat, "%.190s*", prefix.s);
+  do {
+    redisReply *r = rcall("SCAN", cursor, "MATCH", pat, "COUNT", "500", (char *)0);
+    size_t i;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return -1;
+    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str ? r->element[0]->str : "0");
+    for (i = 0; i < r->element[1]->elements; ++i) {
+      long n = redis_key(r->element[1]->element[i]->str, match, fn, ctx);
+      if (n < 0) { rl.free_reply(r); return -1; }
+      total += n;
+    }
+    rl.free_reply(r);
+  } while (strcmp(cursor, "0"));
+  return total;
+}
+
 long store_walk(const char *match, int (*fn)(const char *, size_t, const struct store_rec *, void *),
                 void *ctx)
 {
   struct { const char *match; int (*fn)(const char *, size_t, const struct store_rec *, void *);
            void *ctx; long n; } w = {match, fn, ctx, 0};
-  if (ready() || *backend != 'l') return -1;
+  if (ready()) return -1;
+  if (*backend == 'r') return redis_walk(match, fn, ctx);
   if (lmdb_txn(walk_cb, &w, 0)) return -1;
   mdb_env_sync(env, 1);
   return w.n;

@@ -6,6 +6,7 @@ passed on one passes on the other, a session killed with SIGKILL leaves no concu
 200 sessions lose no update, a Redis that is down or refuses the password fails open, and a
 3-node Redis Cluster (MOVED followed) gives the same answers."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -282,6 +283,27 @@ def test_redis_bad_password_fails_open(srv):
     log = srv.log()
     check(b'event=store result=failopen backend=redis error=auth' in log, 'not logged: %r' % log)
     check(PASSWORD.encode() not in log and b'wrong' not in log, 'a password reached the log')
+
+
+@case
+def test_mxguard_store_on_redis(srv):
+    conf(srv, {'RCPTRATE': '10/3600', 'GREYLIST': '1', 'CONNMAX': '5'})
+    with connect(srv) as s:
+        eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
+        s.cmd('RCPT TO:<u@example.test>')
+        tool = os.path.join(MXG_BIN, 'mxguard-store')
+        env = {'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'}
+        p = subprocess.run([tool, 'export'], env=env, stdout=subprocess.PIPE)
+        out = p.stdout.decode()
+        eq(p.returncode, 0, 'export exit')
+        check('r:127.0.0.1:rcptrate bucket level=1.000' in out, 'bucket: %r' % out)
+        check('g:127.0.0.0%2F24:a@x.test:u@example.test greylist first=' in out, 'greylist: %r' % out)
+        check(re.search(r'k:127\.0\.0\.1\|\S+:\d+ member', out), 'member: %r' % out)
+    p = subprocess.run([tool, 'clear', 'g:127.0.0.0'], env=env, stdout=subprocess.PIPE)
+    eq(p.returncode, 0, 'clear exit')
+    eq(cli(REDIS['port'], 'EXISTS', 'mxg:g:{127.0.0.0%2F24}:a@x.test:u@example.test'), '0', 'cleared')
+    p = subprocess.run([tool, 'purge'], env=env, stdout=subprocess.PIPE)
+    eq(p.returncode, 0, 'purge exit')
 
 
 @case
