@@ -18,6 +18,7 @@
  * Any failure: logged once, the store is off for the rest of the session, callers fail
  * open (never a 5xx because of the store). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -207,7 +208,8 @@ static int lmdb_open(void)
     mdb_env_set_maxreaders(env, STORE_READERS);
     rc = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS | MDB_NOMEMINIT, 0600);
     if (!rc) {
-      int dead = 0;
+      int dead = 0, fd;
+      if (!mdb_env_get_fd(env, &fd)) fcntl(fd, F_SETFD, FD_CLOEXEC);  /* not for qmail-queue */
       mdb_reader_check(env, &dead);
       return 0;
     }
@@ -523,6 +525,7 @@ static redisContext *node_connect(const char *addr, long long deadline)
     c = rl.connect_tcp(h, colon ? atoi(colon + 1) : 6379);
   }
   if (!c || c->err) { if (c) rl.free_ctx(c); return 0; }
+  fcntl(c->fd, F_SETFD, FD_CLOEXEC);  /* qmail-queue and checkpassword get no Redis socket */
   if (!waitfd(c->fd, POLLOUT, deadline) || getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) ||
       err) {
     rl.free_ctx(c);

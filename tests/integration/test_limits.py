@@ -467,5 +467,23 @@ def test_mxguard_store_tool(srv):
     eq(p.returncode, 100, 'usage')
 
 
+@case
+def test_store_fds_not_inherited(srv):
+    """qmail-queue gets no descriptor of the store (the LMDB file, the Redis socket)"""
+    wrap = os.path.join(srv.dir, 'qqfds')
+    with open(wrap, 'w') as f:
+        f.write('#!/bin/sh\nfor x in /proc/$$/fd/*; do readlink "$x"; done >"$QQ_DIR/fds"\n'
+                'exec %s\n' % RECORDER)
+    os.chmod(wrap, 0o755)
+    conf(srv, env={'RCPTRATE': '10/60', 'CONNMAX': '5', 'QMAILQUEUE': wrap})
+    with connect(srv) as s:
+        queued(send_message(s))
+    srv.stored(1)
+    with open(os.path.join(srv.qq, 'fds')) as f:
+        fds = f.read()
+    check('data.mdb' not in fds and 'lock.mdb' not in fds and 'socket:' not in fds,
+          'qmail-queue inherited: %r' % fds)
+
+
 if __name__ == '__main__':
     sys.exit(run('limits'))
