@@ -462,6 +462,7 @@ static void smtp_data(const char *arg)
   {
     const char *h = dnsbl_header();  /* tag-only DNSBL mode */
     if (h) qq_put(&qq, h, strlen(h));
+    if ((h = tarpit_header())) qq_put(&qq, h, strlen(h));  /* GREYLISTHEADER */
   }
   blast(&b);
   s.hops = b.hops;

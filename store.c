@@ -132,9 +132,10 @@ static void bucket(struct rec *r, int have, struct store_op *op, long long now)
 
 /* grey - postgrey's decision over the triplet and client records */
 static long grey(struct rec *t, int *havet, struct rec *c, int *havec, const struct store_grey *g,
-                 long long now)
+                 long long now, long *delayed)
 {
   int64_t s = now / 1000;
+  *delayed = 0;
   if (*havec && c->expire_s <= s) *havec = 0;
   if (*havet && t->expire_s <= s) *havet = 0;
   if (!*havec) { c->a = 0; c->b = 0; }
@@ -151,9 +152,10 @@ static long grey(struct rec *t, int *havet, struct rec *c, int *havec, const str
     if (t->a > (double)s) t->a = (double)s;  /* clock went back: wait again, never forever */
     if ((double)s < t->a + (double)g->delay_s) return (long)(t->a + (double)g->delay_s - (double)s);
     t->b = 1;
+    *delayed = (long)((double)s - t->a);
   }
   t->expire_s = s + g->expire_s;
-  if (s - (int64_t)0 >= c->b + 3600 || s < c->b) { c->a += 1; c->b = s; }  /* once an hour */
+  if (s >= c->b + 3600 || s < c->b) { c->a += 1; c->b = s; }  /* once an hour */
   c->expire_s = s + g->expire_s;
   *havec = 1;
   return 0;
@@ -437,7 +439,7 @@ static int changed(int had, const struct rec *a, int has, const struct rec *b)
          b->expire_s < a->expire_s;
 }
 
-struct greyctx { const char *t, *c; const struct store_grey *g; long left; };
+struct greyctx { const char *t, *c; const struct store_grey *g; long left, delayed; };
 static int grey_cb(MDB_txn *txn, void *x)
 {
   struct greyctx *g = x;
@@ -445,7 +447,7 @@ static int grey_cb(MDB_txn *txn, void *x)
   int ht = get(txn, g->t, &t), hc = get(txn, g->c, &c), rc, ht0 = ht, hc0 = hc;
   memcpy(&t0, &t, sizeof t);
   memcpy(&c0, &c, sizeof c);
-  g->left = grey(&t, &ht, &c, &hc, g->g, store_now_ms());
+  g->left = grey(&t, &ht, &c, &hc, g->g, store_now_ms(), &g->delayed);
   if (ht0 && t0.expire_s <= store_now_ms() / 1000) ht0 = 0;
   if (hc0 && c0.expire_s <= store_now_ms() / 1000) hc0 = 0;
   if (changed(ht0, &t0, ht, &t) || changed(hc0, &c0, hc, &c)) {
@@ -624,17 +626,17 @@ static const char lua_enter[] =
   "redis.call('PEXPIRE',KEYS[1],tonumber(ARGV[3])*1000) return {1,c+1} end return {0,c}";
 static const char lua_grey[] =
   "local s,d,rt,ex,aa=tonumber(ARGV[1]),tonumber(ARGV[2]),tonumber(ARGV[3]),tonumber(ARGV[4]),"
-  "tonumber(ARGV[5]) local c=redis.call('HMGET',KEYS[2],'n','t') "
+  "tonumber(ARGV[5]) local dl=0 local c=redis.call('HMGET',KEYS[2],'n','t') "
   "local cn,ct=tonumber(c[1]) or 0,tonumber(c[2]) or 0 "
   "if aa>0 and cn>=aa then redis.call('EXPIRE',KEYS[2],ex) return {0,cn} end "
   "local g=redis.call('HMGET',KEYS[1],'f','p') local f,p=tonumber(g[1]),tonumber(g[2]) or 0 "
   "if not f then redis.call('HSET',KEYS[1],'f',s,'p',0) redis.call('EXPIRE',KEYS[1],rt) "
   "if d<1 then d=1 end return {d,cn} end "
   "if p~=1 then if f>s then f=s redis.call('HSET',KEYS[1],'f',s) end "
-  "if s<f+d then return {f+d-s,cn} end redis.call('HSET',KEYS[1],'p',1) end "
+  "if s<f+d then return {f+d-s,cn} end redis.call('HSET',KEYS[1],'p',1) dl=s-f end "
   "redis.call('EXPIRE',KEYS[1],ex) "
   "if s>=ct+3600 or s<ct then cn=cn+1 redis.call('HSET',KEYS[2],'n',cn,'t',s) end "
-  "redis.call('EXPIRE',KEYS[2],ex) return {0,cn}";
+  "redis.call('EXPIRE',KEYS[2],ex) return {0,cn,dl}";
 
 #define RCMD_MAX 16
 #define RARG_MAX 12
@@ -759,7 +761,7 @@ static int redis_reap(struct store_op *op)
   return removed;
 }
 
-static long redis_grey(const char *t, const char *cl, const struct store_grey *g)
+static long redis_grey(const char *t, const char *cl, const struct store_grey *g, long *delayed)
 {
   static struct rcmd c;
   redisReply *out[1];
@@ -772,8 +774,11 @@ static long redis_grey(const char *t, const char *cl, const struct store_grey *g
   rnum(&c, g->expire_s);
   if (c.argc < RARG_MAX) rnum(&c, g->autoallow);
   if (redis_exec(&c, 1, out)) return -1;
-  if (out[0]->type == REDIS_REPLY_ARRAY && out[0]->elements == 2)
+  *delayed = 0;
+  if (out[0]->type == REDIS_REPLY_ARRAY && out[0]->elements >= 2)
     left = (long)out[0]->element[0]->integer;
+  if (out[0]->type == REDIS_REPLY_ARRAY && out[0]->elements == 3)
+    *delayed = (long)out[0]->element[2]->integer;
   rl.free_reply(out[0]);
   return left;
 }
@@ -811,15 +816,19 @@ int store_run(struct store_op *ops, int n)
   return 0;
 }
 
-long store_greylist(const char *triplet, const char *client, const struct store_grey *g)
+long store_greylist(const char *triplet, const char *client, const struct store_grey *g,
+                    long *delayed)
 {
   long left;
+  *delayed = 0;
   if (ready()) return -1;
   if (*backend == 'l') {
-    struct greyctx c = {triplet, client, g, 0};
-    return lmdb_txn(grey_cb, &c, 1) ? -1 : c.left;
+    struct greyctx c = {triplet, client, g, 0, 0};
+    if (lmdb_txn(grey_cb, &c, 1)) return -1;
+    *delayed = c.delayed;
+    return c.left;
   }
-  if ((left = redis_grey(triplet, client, g)) < 0) fail("redis", "greylist");
+  if ((left = redis_grey(triplet, client, g, delayed)) < 0) fail("redis", "greylist");
   return left;
 }
 

@@ -36,12 +36,13 @@ char *store_key(char *out, const char *const *parts, int n);
 int store_run(struct store_op *ops, int n);
 
 /* store_greylist - the triplet key and the client key (auto-allow) of one greylist decision.
- * Returns 0 pass, >0 seconds left to wait, -1 store unusable. *passes: the client's
- * auto-allow count after this call. */
+ * Returns 0 pass, >0 seconds left to wait, -1 store unusable. *delayed: when the triplet
+ * passes for the first time, the seconds since it was first seen, else 0. */
 struct store_grey {
   long delay_s, retry_s, expire_s, autoallow;
 };
-long store_greylist(const char *triplet, const char *client, const struct store_grey *g);
+long store_greylist(const char *triplet, const char *client, const struct store_grey *g,
+                    long *delayed);
 
 /* store_backend - "lmdb", "redis", or 0 before the first operation */
 const char *store_backend(void);

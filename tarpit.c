@@ -30,6 +30,7 @@
 
 static struct session *sess;
 static int (*ptr_pending)(void);
+static long header_delay;   /* GREYLISTHEADER: the longest delay of this transaction's triplets */
 static unsigned rcptcount;          /* RCPTs past the relay test in this transaction */
 static char conckey[STORE_KEY_MAX + 1];  /* CONNMAX member joined */
 static int joined;
@@ -505,6 +506,7 @@ struct decision tarpit_mail(struct session *s)
   int i, n = 0;
   sess = s;
   rcptcount = 0;
+  header_delay = 0;
   for (i = 0; i < 3; ++i) {
     long lim, win;
     const char *who, *parts[3];
@@ -668,6 +670,23 @@ struct decision tarpit_rcpt_ok(struct session *s)
 
 /* ---------------------------------------------------------------- greylisting */
 
+
+const char *tarpit_header(void)
+{
+  static char h[320];
+  const char *local = sess && sess->local ? sess->local : "unknown";
+  long d = header_delay;
+  size_t n;
+  header_delay = 0;
+  if (d <= 0) return 0;
+  n = (size_t)snprintf(h, sizeof h, "X-Greylist: delayed %ld seconds by mxguard-smtpd at ", d);
+  for (; *local && n + 2 < sizeof h; ++local)  /* our own name, but keep the header clean */
+    h[n++] = (*local > 32 && *local < 127) ? *local : '_';
+  h[n++] = '\n';
+  h[n] = 0;
+  return h;
+}
+
 /* tarpit_grey_sender - postgrey: lower case, BATV prvs= tag and +extension removed, every
  * run of digits (VERP) written # */
 void tarpit_grey_sender(char *out, size_t size, const char *addr)
@@ -701,7 +720,7 @@ struct decision tarpit_greylist(struct session *s)
   char net[64], from[STORE_KEY_MAX + 1], to[STORE_KEY_MAX + 1];
   char kt[STORE_KEY_MAX + 1], kc[STORE_KEY_MAX + 1];
   const char *pt[4], *pc[3];
-  long left;
+  long left, delayed;
   size_t i;
   sess = s;
   if (!on(rules_get("GREYLIST")) || s->auth_user || exempt()) return DECISION_NONE;
@@ -717,7 +736,9 @@ struct decision tarpit_greylist(struct session *s)
   to[i] = 0;
   pt[0] = "g"; pt[1] = net; pt[2] = from; pt[3] = to;
   pc[0] = "w"; pc[1] = net; pc[2] = s->remoteip;
-  left = store_greylist(store_key(kt, pt, 4), store_key(kc, pc, 3), &g);
+  left = store_greylist(store_key(kt, pt, 4), store_key(kc, pc, 3), &g, &delayed);
+  if (delayed > 0 && on(rules_get("GREYLISTHEADER")) && delayed > header_delay)
+    header_delay = delayed;
   if (left <= 0) return DECISION_NONE;  /* passed, or the store is down: fail open */
   snprintf(text, sizeof text, "greylisted, try again in %ld seconds", left);
   return refuse(451, "4.7.1", text, "greylist", 0);

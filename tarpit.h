@@ -21,6 +21,11 @@ struct decision tarpit_rcptmax(struct session *s);   /* STAGE_RCPT: MAXRCPTCOUNT
 struct decision tarpit_rates(struct session *s);     /* STAGE_RCPT: recipient rates, harvest */
 struct decision tarpit_greylist(struct session *s);  /* STAGE_RCPT: GREYLIST */
 
+/* tarpit_header - with GREYLISTHEADER, at DATA: "X-Greylist: delayed N seconds by
+ * mxguard-smtpd at HOST\n" when a recipient's triplet passed greylisting for the first time
+ * in this transaction, else 0 */
+const char *tarpit_header(void);
+
 /* tarpit_rcpt_ok - a recipient passed every check: TARPITCOUNT/TARPITDELAY waits here, or
  * (budget spent) gives the 451 to answer instead */
 struct decision tarpit_rcpt_ok(struct session *s);

@@ -117,37 +117,41 @@ static void concurrency(void)
   }
 }
 
+static long dl;
+
 static void greylist(void)
 {
   struct store_grey g = {300, 172800, 3024000, 5};
   long l;
   int i;
   now_ms = 1800000000000LL;
-  check_long("grey: first sight waits 300 s", store_greylist("g:n:a:b", "w:n:1", &g), 300);
+  check_long("grey: first sight waits 300 s", store_greylist("g:n:a:b", "w:n:1", &g, &dl), 300);
   now_ms += 100000;
-  check_long("grey: 200 s left after 100 s", store_greylist("g:n:a:b", "w:n:1", &g), 200);
+  check_long("grey: 200 s left after 100 s", store_greylist("g:n:a:b", "w:n:1", &g, &dl), 200);
   now_ms -= 1000000;  /* clock back 1000 s: not unlocked, and not locked for 1000 s more */
-  l = store_greylist("g:n:a:b", "w:n:1", &g);
+  l = store_greylist("g:n:a:b", "w:n:1", &g, &dl);
   CHK("grey: clock back waits the delay again, no more", l > 0 && l <= 300, "%ld", l);
   now_ms += 1000000 + 300000;
-  check_long("grey: passes after the delay", store_greylist("g:n:a:b", "w:n:1", &g), 0);
+  check_long("grey: passes after the delay", store_greylist("g:n:a:b", "w:n:1", &g, &dl), 0);
+  check_long("grey: first pass says how long since first seen (clock moved back 1000 s)", dl, 1300);
   now_ms += 10 * 86400000LL;
-  check_long("grey: a passed triplet passes for days", store_greylist("g:n:a:b", "w:n:1", &g), 0);
+  check_long("grey: a passed triplet passes for days", store_greylist("g:n:a:b", "w:n:1", &g, &dl), 0);
+  check_long("grey: later passes: no delay", dl, 0);
   now_ms += 36 * 86400000LL;
-  check_long("grey: expired after 35 days", store_greylist("g:n:a:b", "w:n:1", &g), 300);
+  check_long("grey: expired after 35 days", store_greylist("g:n:a:b", "w:n:1", &g, &dl), 300);
   now_ms += 3 * 86400000LL;
-  check_long("grey: retry window over: waits again", store_greylist("g:n:a:b", "w:n:1", &g), 300);
+  check_long("grey: retry window over: waits again", store_greylist("g:n:a:b", "w:n:1", &g, &dl), 300);
   /* auto-allow: 5 passes, counted at most once an hour, then new triplets pass at once */
   for (i = 0; i < 5; ++i) {
     char t[32];
     snprintf(t, sizeof t, "g:n:s%d:b", i);
-    store_greylist(t, "w:n:2", &g);
+    store_greylist(t, "w:n:2", &g, &dl);
     now_ms += 301000;
-    l = store_greylist(t, "w:n:2", &g);
+    l = store_greylist(t, "w:n:2", &g, &dl);
     now_ms += 3600000;
   }
-  check_long("grey: auto-allowed after 5 passes", store_greylist("g:n:new:b", "w:n:2", &g), 0);
-  check_long("grey: another client is not", store_greylist("g:n:new:b", "w:n:3", &g), 300);
+  check_long("grey: auto-allowed after 5 passes", store_greylist("g:n:new:b", "w:n:2", &g, &dl), 0);
+  check_long("grey: another client is not", store_greylist("g:n:new:b", "w:n:3", &g, &dl), 300);
 }
 
 static void parallel(void)
@@ -248,7 +252,7 @@ static void broken(void)
   if (!(pid = fork())) {
     struct store_op o = op(STORE_TAKE, "r:y", 1, 1, 60);
     check_writes("control/storedir", "missing\n");
-    _exit(run1(&o) == -1 && store_greylist("g:a", "w:a", &(struct store_grey){300, 600, 900, 5}) == -1 ? 0 : 1);
+    _exit(run1(&o) == -1 && store_greylist("g:a", "w:a", &(struct store_grey){300, 600, 900, 5}, &dl) == -1 ? 0 : 1);
   }
   waitpid(pid, &status, 0);
   CHK("missing store: -1 (fail open)", status == 0, "status %d", status);

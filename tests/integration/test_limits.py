@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import base64
+import re
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 from mxtest import *  # noqa: F401,F403
@@ -377,6 +378,20 @@ def test_greylist(srv):
         eq(s.cmd('RCPT TO:<U@example.test>'), OK, 'passed after the delay')
         eq(s.cmd('RCPT TO:<v@example.test>'), b'451 4.7.1 greylisted, try again in 2 seconds\r\n',
            'another recipient waits')
+    conf(srv, env={'GREYLIST': '1', 'GREYLISTDELAY': '1', 'GREYLISTHEADER': '1'})
+    with connect(srv) as s:
+        eq(s.cmd('MAIL FROM:<h@x.test>'), OK)
+        eq(s.cmd('RCPT TO:<u@example.test>'), b'451 4.7.1 greylisted, try again in 1 seconds\r\n')
+    time.sleep(1.1)
+    with connect(srv) as s:
+        queued(send_message(s, mail='<h@x.test>'))
+    m = srv.stored(1)
+    check(re.search(rb'\nX-Greylist: delayed [12] seconds by mxguard-smtpd at mx.example.test\n',
+                    m[0]['msg']), 'no X-Greylist line: %r' % m[0]['msg'][:300])
+    with connect(srv) as s:  # passed before: no header
+        queued(send_message(s, mail='<h@x.test>'))
+    m = srv.stored(2)
+    check(b'X-Greylist' not in m[1]['msg'], 'header on a triplet that passed before')
     conf(srv, env={'GREYLIST': '1', 'RELAYCLIENT': ''})
     with connect(srv) as s:
         eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
