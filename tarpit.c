@@ -58,7 +58,7 @@ static int cprefix_of(const char *name)
   const signed char *i;
   if (name[0] < 'A' || name[0] > 'Z') return -1;
   for (i = first[name[0] - 'A']; *i >= 0; ++i)
-    if (name[1] == cprefix[*i][1] && !memcmp(name, cprefix[*i], cplen[*i])) return *i;
+    if (name[1] == cprefix[*i][1] && !strncmp(name, cprefix[*i], cplen[*i])) return *i;
   return -1;
 }
 
