@@ -63,7 +63,7 @@ static long walk(const char *match, int del)
 
 int main(int argc, char **argv)
 {
-  stralloc r = {0};
+  static stralloc r;
   long n;
   if (argc < 2) usage();
   if (control_chdir() == -1) { perror("mxguard-store: chdir to the qmail home"); return 111; }

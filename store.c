@@ -934,7 +934,7 @@ static long redis_walk(const char *match,
 {
   char cursor[32] = "0", pat[200];
   long total = 0;
-  snprintf(pat, sizeof pat, "%.190s*", prefix.s);
+  snprintf(pat, sizeof pat, "%.*s*", (int)(prefix.len < 190 ? prefix.len : 190), prefix.s);
   do {
     redisReply *r = rcall("SCAN", cursor, "MATCH", pat, "COUNT", "500", (char *)0);
     size_t i;
