@@ -505,5 +505,33 @@ def test_store_fds_not_inherited(srv):
           'qmail-queue inherited: %r' % fds)
 
 
+@case
+def test_200_sessions_lose_nothing(srv):
+    """200 sessions (50 at a time: tcpserver -c 50) add to one LMDB counter: none is lost"""
+    conf(srv, env={'RCPTRATE': '1000000/100000000'})
+    errors = []
+
+    def one(i):
+        try:
+            with connect(srv, 20) as s:
+                eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
+                eq(s.cmd('RCPT TO:<u%d@example.test>' % i), OK)
+                s.cmd('QUIT')
+        except Exception as e:  # noqa
+            errors.append(repr(e))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, 'sessions failed: %r' % errors[:3])
+    srv.wait_idle(20)
+    p = subprocess.run([os.path.join(MXG_BIN, 'mxguard-store'), 'show', 'rcptrate'],
+                       env={'QMAILHOME': srv.home, 'PATH': '/usr/bin:/bin'}, stdout=subprocess.PIPE)
+    m = re.search(rb'level=([0-9.]+)', p.stdout)
+    check(m and abs(float(m.group(1)) - 200) < 0.5, 'counter after 200 recipients: %r' % p.stdout)
+    check(b'event=store' not in srv.log(), 'store trouble')
+
+
 if __name__ == '__main__':
     sys.exit(run('limits'))
