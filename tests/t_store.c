@@ -197,6 +197,53 @@ static void purge(void)
         "before %ld purged %ld after %ld", before, n, after);
 }
 
+/* killed_writer - a process killed (SIGKILL) while it holds LMDB's write lock, in the middle
+ * of an update: the next writer gets the lock (robust mutex) and nothing stays counted */
+static int hold(const char *k, size_t l, const struct store_rec *r, void *ctx)
+{
+  char c = 'h';
+  (void)k; (void)l; (void)r;
+  if (write(*(int *)ctx, &c, 1) != 1) _exit(1);
+  pause();
+  return 0;
+}
+
+static void killed_writer(void)
+{
+  int p[2], status;
+  char c = 0;
+  pid_t pid, member_pid;
+  struct store_op o = op(STORE_ENTER, "k:killed", 0, 1, 3600);
+  store_close();
+  member_pid = fork();
+  if (!member_pid) {  /* a session counted for CONNMAX, killed later */
+    struct store_op m = op(STORE_ENTER, "k:killed", 0, 1, 3600);
+    store_close();
+    run1(&m);
+    pause();
+    _exit(0);
+  }
+  usleep(200000);
+  if (pipe(p)) return;
+  if (!(pid = fork())) {
+    store_close();
+    store_walk(0, hold, &p[1]);  /* a write transaction that never ends */
+    _exit(1);
+  }
+  if (read(p[0], &c, 1) != 1) c = 0;
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  kill(member_pid, SIGKILL);
+  waitpid(member_pid, &status, 0);
+  CHK("killed writer: it held the write lock", c == 'h', "%d", c);
+  CHK("killed writer and member: the next update goes through, nothing stuck",
+      run1(&o) == 0 && o.ok && o.level == 1, "ok %d level %ld", o.ok, o.level);
+  o.type = STORE_LEAVE;
+  run1(&o);
+  close(p[0]);
+  close(p[1]);
+}
+
 /* full - a 1 MB map filled with records that do not expire: -1 (fail open), no crash; once
  * they have expired, the writer that finds the map full purges and goes on */
 static void full(void)
@@ -270,6 +317,7 @@ int main(void)
   greylist();
   parallel();
   purge();
+  killed_writer();
   full();
   broken();
   store_close();
