@@ -141,6 +141,10 @@ check: deps
 
 # issue 9 (tarpit.c, store.c, mxguard-store): rules
 smtpd.o: tarpit.h
+bench: bench-store
+bench-store: all
+	MXG_BIN=$(CURDIR) $(SRC)/bench/store
+.PHONY: bench-store
 STATIC_DLOPEN_NOTE += -e "store.o: in function .redis_load.:"
 tarpit.o: tarpit.c tarpit.h store.h control.h decision.h io.h log.h rules.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/tarpit.c -o $@
