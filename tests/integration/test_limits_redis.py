@@ -197,9 +197,11 @@ def test_200_sessions_lose_nothing(srv):
     errors = []
     lat = []
 
+    gate = threading.Semaphore(80)  # 40 a host: under tcpserver -c 50 nothing waits to be accepted
+
     def one(host, i):
         try:
-            with connect(host, 20) as s:
+            with gate, connect(host, 20) as s:
                 eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
                 t0 = time.time()
                 eq(s.cmd('RCPT TO:<u%d@example.test>' % i), OK)
