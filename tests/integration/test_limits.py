@@ -252,6 +252,19 @@ def test_session_lifetime(srv):
     check(dt < 1.5, 'closed %.2f s after HELO, lifetime 1 s' % dt)
 
 
+@case
+def test_session_lifetime_by_class(srv):
+    conf(srv, env={'MAXSESSIONTIME_NOPTR': '1'})
+    srv.allowed_status = {0, 256}
+    with connect(srv) as s:
+        s.closed_after(b'421 4.4.2 session time limit exceeded, closing connection\r\n', 3,
+                       'a client without PTR')
+    conf(srv, env={'MAXSESSIONTIME_NOPTR': '1', 'TCPREMOTEHOST': 'mail.example.org'})
+    with connect(srv) as s:
+        time.sleep(1.3)
+        eq(s.cmd('HELO x'), b'250 mx.test\r\n', 'a client with a PTR has no lifetime set')
+
+
 # -------------------------------------------------------------------- rates in LMDB
 
 @case
