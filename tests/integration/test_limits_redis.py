@@ -429,6 +429,45 @@ def test_store_fds_not_inherited(srv):
           'qmail-queue inherited: %r' % fds)
 
 
+@case
+def test_cluster_ask(srv):
+    """a slot being migrated: the old owner answers ASK, the store follows it (ASKING)"""
+    if not CLUSTER:
+        start_cluster()
+    ports = CLUSTER['ports']
+    key = 'mxg:r:{ask@x.test}:rcptrate_sender'
+    slot = cli(ports[0], 'CLUSTER', 'KEYSLOT', key, password=None)
+    ids = {}
+    owner = None
+    for p in ports:
+        ids[p] = cli(p, 'CLUSTER', 'MYID', password=None)
+    for line in cli(ports[0], 'CLUSTER', 'NODES', password=None).splitlines():
+        f = line.split()
+        for rng in f[8:]:
+            a, _, b_ = rng.partition('-')
+            if a.isdigit() and int(a) <= int(slot) <= int(b_ or a):
+                owner = int(f[1].split(':')[1].split('@')[0])
+    check(owner in ports, 'no owner for slot %s' % slot)
+    dest = [p for p in ports if p != owner][0]
+    cli(dest, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids[owner], password=None)
+    cli(owner, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', ids[dest], password=None)
+    try:
+        c = {'me': ME, 'rcpthosts': 'example.test\n', 'redis': '127.0.0.1:%d\n' % owner}
+        for s_ in (srv, B):
+            s_.configure(control=c, env={'RCPTRATE_SENDER': '1/3600'}, files={'state/.keep': ''})
+        with connect(srv) as s:
+            eq(s.cmd('MAIL FROM:<ask@x.test>'), OK)
+            eq(s.cmd('RCPT TO:<u@example.test>'), OK)
+            eq(s.cmd('RCPT TO:<v@example.test>'),
+               b'450 4.7.1 too many recipients from you, try again later\r\n', 'the limit holds')
+        eq(cli(dest, 'CLUSTER', 'COUNTKEYSINSLOT', slot, password=None), '1',
+           'the key was written on the importing node')
+        check(b'event=store' not in srv.log(), 'store trouble: %r' % srv.log()[-400:])
+    finally:  # end the migration: the slot (and the key written) belong to dest
+        for p in (dest, owner) + tuple(x for x in ports if x not in (dest, owner)):
+            cli(p, 'CLUSTER', 'SETSLOT', slot, 'NODE', ids[dest], password=None)
+
+
 if __name__ == '__main__':
     try:
         setup()
