@@ -414,7 +414,7 @@ static struct decision greetdelay(void)
 {
   char buf[64];
   long long start = io_now_ms();
-  int sleeping = 0;
+  int sleeping = 0, watch = !getenv("SMTPS");  /* implicit TLS: the client speaks first */
   for (;;) {
     const char *x = class_get("GREETDELAY", buf, sizeof buf);
     long target = setting_ms(buf, x, 1000, 0), left;
@@ -435,7 +435,7 @@ static struct decision greetdelay(void)
         return refuse(421, "4.7.0", "too busy, try again later", "tarpitbudget", 1);
       sleeping = 1;
     }
-    if (io_wait(left > 200 ? 200 : left, 1)) {
+    if (io_wait(left > 200 ? 200 : left, watch)) {
       int drop = !off(cget("DROPRUSHGREET"));
       if (log_on(LOG_INFO)) {
         log_start("earlytalker");

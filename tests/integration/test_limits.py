@@ -172,6 +172,33 @@ def test_early_talker_logged_only(srv):
 
 
 @case
+def test_greeting_delay_smtps(srv):
+    """implicit TLS: the client speaks first (ClientHello): not an early talker"""
+    import ssl
+    d = os.path.join(srv.dir, 'cert')
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+                    '-nodes', '-days', '2', '-subj', '/CN=mx.test', '-keyout', d + '/k', '-out', d + '/c'],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pem = open(d + '/c', 'rb').read() + open(d + '/k', 'rb').read()
+    conf(srv, env={'GREETDELAY': '1', 'SMTPS': '1'}, control={'servercert.pem': (pem, 0o600)})
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    t0 = time.time()
+    raw = socket.create_connection(('127.0.0.1', srv.port), 5)
+    tls = ctx.wrap_socket(raw)
+    f = tls.makefile('rb')
+    eq(f.readline(), banner(), 'banner over TLS')
+    dt = time.time() - t0
+    tls.sendall(b'QUIT\r\n')
+    eq(f.readline(), b'221 mx.test\r\n', 'QUIT')
+    tls.close()
+    check(1.0 <= dt < 2.5, 'banner after %.2f s, GREETDELAY=1' % dt)
+    check(b'earlytalker' not in srv.log(), 'the ClientHello was taken for early talking')
+
+
+@case
 def test_greeting_delay_exemptions(srv):
     for env, control, why in (({'GREETDELAY': '2', 'RELAYCLIENT': ''}, {}, 'relay client'),
                               ({'GREETDELAY': '2'}, {'limitexempt': '10.0.0.0/8\n127.0.0.0/8\n'},
