@@ -24,6 +24,7 @@ void (*io_die)(int why);
 static long timeout_ms = 1200000;
 static long long life_at;              /* io_setlifetime: end of the session, 0 none */
 static void (*life_fn)(void);
+static int writing;                    /* inside netwrite: no reply can be written now */
 static unsigned long rate_bps;         /* io_setrate: inbound bytes per second, 0 none */
 static long long rate_t0;
 static unsigned long long rate_bytes;
@@ -79,6 +80,7 @@ static int waitfor(int fd, short events, long long deadline)
     long wait;
     if (life_at && now >= life_at) {  /* session lifetime over: the callback does not return */
       life_at = 0;
+      if (writing) io_die(IO_DIE_WRITE);  /* a client that does not read gets no 421 */
       life_fn();
     }
     if (now >= deadline) return 0;
@@ -151,8 +153,11 @@ static ssize_t netwrite(int fd, const char *buf, size_t len)
   short ev = POLLOUT;
   for (;;) {
     ssize_t w;
-    int want = 0;
-    if (!waitfor(fd, ev, deadline)) break;
+    int want = 0, ready;
+    writing = 1;
+    ready = waitfor(fd, ev, deadline);
+    writing = 0;
+    if (!ready) break;
     if (tls) w = tls->write(tls->ctx, buf, len, &want);
     else w = write(fd, buf, len);
     if (w > 0) return w;
