@@ -314,7 +314,7 @@ static int conc(MDB_txn *txn, struct store_op *op, long long now)
  * (at the latest when the session ends), and a call that must write (concurrency, a
  * connection count, a greylist entry that changes) runs again in a write transaction. */
 #define NEEDWRITE (-30600)   /* not an LMDB error code */
-#define PEND_MAX 16
+#define PEND_MAX 8
 static struct pend { char key[STORE_KEY_MAX + 1]; long n, limit, window_s; long long t; } pend[PEND_MAX];
 static int npend;
 static int rdonly;           /* the callback runs in the read-only transaction */
@@ -337,9 +337,14 @@ static int replay(const char *key, struct rec *r, int have)
   return have;
 }
 
+/* defer - keep one increment of a key unwritten; a second one of the same key is written at
+ * once with the first, so that concurrent sessions of a client see all but one of each
+ * other's increments (an overshoot of at most one per session and counter) */
 static int defer(const struct store_op *op, long n)
 {
+  int i;
   if (npend == PEND_MAX) return NEEDWRITE;
+  for (i = 0; i < npend; ++i) if (!strcmp(pend[i].key, op->key)) return NEEDWRITE;
   memcpy(pend[npend].key, op->key, strlen(op->key) + 1);
   pend[npend].n = n;
   pend[npend].limit = op->limit;
@@ -982,6 +987,16 @@ long store_purge(void)
 }
 
 static int nop_cb(MDB_txn *txn, void *x) { (void)txn; (void)x; return 0; }
+
+void store_forget(void)
+{
+  env = 0;
+  rtxn = 0;
+  npend = 0;
+  dbi_open = 0;
+  backend = 0;
+  broken = 0;
+}
 
 void store_close(void)
 {

@@ -46,7 +46,10 @@ long store_greylist(const char *triplet, const char *client, const struct store_
 
 /* store_backend - "lmdb", "redis", or 0 before the first operation */
 const char *store_backend(void);
-void store_close(void);   /* at exit: leave the LMDB environment (its reader slot) */
+void store_close(void);   /* at exit: the session's last writes, then leave the environment */
+/* store_forget - in a child after fork(): drop what the parent opened, without touching it
+ * (LMDB environments must not be used across fork; closing would free the parent's slot) */
+void store_forget(void);
 
 /* for mxguard-store (LMDB): a record is a bucket {level, last_ms}, a concurrency member
  * "key|host:pid" {-, -}, a greylist triplet {first_s, passed}, a greylist client {passes,

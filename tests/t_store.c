@@ -39,6 +39,43 @@ static void keys(void)
   CHK("cut keys differ by their hash", strcmp(k, k2) != 0, "%s", k);
 }
 
+/* seen - the level of key as another process sees it */
+static long seen(const char *key)
+{
+  int p[2], status;
+  long level = -1;
+  pid_t pid;
+  if (pipe(p)) return -1;
+  if (!(pid = fork())) {
+    struct store_op o = op(STORE_PEEK, key, 0, 1000, 3600);
+    store_forget();
+    if (run1(&o) == 0 && write(p[1], &o.level, sizeof o.level) != sizeof o.level) _exit(1);
+    _exit(0);
+  }
+  close(p[1]);
+  if (read(p[0], &level, sizeof level) != sizeof level) level = -1;
+  close(p[0]);
+  waitpid(pid, &status, 0);
+  return level;
+}
+
+/* deferred - one increment of a counter stays unwritten, a second is written with it */
+static void deferred(void)
+{
+  struct store_op o = op(STORE_TAKE, "r:defer", 1, 1000, 3600);
+  store_close();
+  run1(&o);
+  check_long("deferred: the first increment is not written yet", seen("r:defer"), 0);
+  o = op(STORE_TAKE, "r:defer", 1, 1000, 3600);
+  run1(&o);
+  check_long("deferred: its own checks count it", o.level, 2);
+  check_long("deferred: the second is written with the first", seen("r:defer"), 2);
+  o = op(STORE_TAKE, "r:defer", 1, 1000, 3600);
+  run1(&o);
+  store_close();
+  check_long("deferred: the rest at the end of the session", seen("r:defer"), 3);
+}
+
 static void buckets(void)
 {
   struct store_op o;
@@ -313,6 +350,7 @@ int main(void)
   store_clock = fake;
   keys();
   buckets();
+  deferred();
   concurrency();
   greylist();
   parallel();
