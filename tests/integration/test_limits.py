@@ -575,5 +575,32 @@ def test_200_sessions_lose_nothing(srv):
     check(b'event=store' not in srv.log(), 'store trouble')
 
 
+@case
+def test_rcptrate_concurrent_sessions(srv):
+    """20 sessions at once, 5 recipients each, RCPTRATE 30/h: at most 30 + 20 accepted (LMDB
+    keeps one increment a session unwritten), and the limit is reached"""
+    conf(srv, env={'RCPTRATE': '30/3600'})
+    ok = []
+    start = threading.Barrier(20)
+
+    def one(i):
+        try:
+            with connect(srv, 20) as s:
+                eq(s.cmd('MAIL FROM:<a@x.test>'), OK)
+                start.wait(10)
+                for j in range(5):
+                    if s.cmd('RCPT TO:<u%d.%d@example.test>' % (i, j)) == OK:
+                        ok.append(1)
+                s.cmd('QUIT')
+        except Exception:  # noqa
+            pass
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(30 <= len(ok) <= 50, '%d of 100 recipients accepted with RCPTRATE=30/3600' % len(ok))
+
+
 if __name__ == '__main__':
     sys.exit(run('limits'))
