@@ -7,11 +7,14 @@
  * control/storemapsize (MB, default 32). Time is the wall clock in ms (hosts share it).
  *
  * LMDB: one environment opened per process with MDB_NOSYNC (a counter lost in an OS crash is
- * harmless; a session that changes nothing writes nothing), every call of store_run() one
- * write transaction, maxreaders STORE_READERS, stale reader slots cleared at open
- * (mdb_reader_check), expired records removed by `mxguard-store purge` and, when the map is
- * full, by the writer that found it full. Concurrency members are records "key|host:pid";
- * a member whose process is gone (SIGKILL) is removed by the next process that counts.
+ * harmless; nothing ever calls fsync), maxreaders STORE_READERS, stale reader slots cleared
+ * at open (mdb_reader_check), its descriptors close-on-exec. Every call runs first in a
+ * read-only transaction: a session that changes nothing writes nothing; one increment per
+ * counter may wait for the session's next write or its end (see defer()), the rest is one
+ * write transaction per call. Expired records are removed by `mxguard-store purge` and, when
+ * the map is full, by the writer that found it full. Concurrency members are records
+ * "key|host:pid"; a member whose process is gone (SIGKILL) is removed by the next process
+ * that counts; a writer killed holding the lock is recovered by LMDB's robust mutex.
  * Redis: hiredis dlopen()ed, non-blocking, every round trip under STORE_TIMEOUT_MS, each op
  * one Lua script (atomic), keys with TTLs, hash tag = the key's second part so that the
  * keys of one decision share a Redis Cluster slot; MOVED and ASK are followed.
