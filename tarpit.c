@@ -5,8 +5,9 @@
  * MAXSESSIONTIME (throttle.c), rates across connections (anvil) and greylisting (postgrey)
  * through store.c, and TARPITBUDGET, the site-wide cap on sleeping sessions.
  *
- * Reads settings with rules_get() (per recipient or session, falling back to the environment
- * set by tcprules/the instruct cdb), control/maxrcpt, control/dynamicptr (POSIX extended
+ * Reads per-recipient settings (TARPIT*, MAXRCPTCOUNT, RCPTRATE*, GREYLIST*) with rules_get(),
+ * per-client ones from the environment set by tcprules/the instruct cdb (cget: one pass over
+ * environ finds whether any is set), control/maxrcpt, control/dynamicptr (POSIX extended
  * regexes, case-insensitive, only when a *_DYNAMIC setting exists and the client has a PTR),
  * control/limitexempt (networks exempt from delays, rates and greylisting), control/
  * tarpitbudget. A setting it cannot parse is logged and left at its default. Every wait is
