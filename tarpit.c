@@ -471,6 +471,7 @@ struct decision tarpit_connect(struct session *s, void (*expired)(void), int (*p
   long v;
   sess = s;
   ptr_pending = pending;
+  if (!cget("GREETDELAY") && !cmask) return DECISION_NONE;  /* no client setting at all */
   if ((d = conn_limits()).code) return d;
   if ((d = greetdelay()).code) return d;
   v = setting_ms("MAXSESSIONTIME", class_get("MAXSESSIONTIME", buf, sizeof buf), 1000, 0);
