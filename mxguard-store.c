@@ -40,7 +40,8 @@ static int print(const char *key, size_t len, const struct store_rec *r, void *c
   else if (!strcmp(k, "greylist")) printf("first=%.0f passed=%lld", r->a, r->b);
   else if (!strcmp(k, "greyclient")) printf("passes=%.0f counted=%lld", r->a, r->b);
   else printf("-");
-  printf(" expires_in=%lld%s\n", r->expire_s - now, r->expire_s <= now ? " expired" : "");
+  if (r->expire_s < 0 || r->expire_s > 100000000000LL) printf(" damaged\n");
+  else printf(" expires_in=%lld%s\n", r->expire_s - now, r->expire_s <= now ? " expired" : "");
   return 0;
 }
 

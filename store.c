@@ -7,8 +7,10 @@
  * control/storemapsize (MB, default 32). Time is the wall clock in ms (hosts share it).
  *
  * LMDB: one environment opened per process with MDB_NOSYNC (a counter lost in an OS crash is
- * harmless; nothing ever calls fsync), maxreaders STORE_READERS, stale reader slots cleared
- * at open (mdb_reader_check), its descriptors close-on-exec. Every call runs first in a
+ * harmless; nothing ever calls fsync) and MDB_WRITEMAP (pages are changed in the map, not in
+ * heap copies: a damaged file cannot make LMDB write over our heap), maxreaders STORE_READERS,
+ * stale reader slots cleared at open (mdb_reader_check), its descriptors close-on-exec. Faults
+ * and failed assertions inside LMDB on a damaged file are caught (guard()). Every call runs first in a
  * read-only transaction: a session that changes nothing writes nothing; one increment per
  * counter may wait for the session's next write or its end (see defer()), the rest is one
  * write transaction per call. Expired records are removed by `mxguard-store purge` and, when
@@ -23,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -201,6 +204,8 @@ const char *store_dir(void)
   return "state";
 }
 
+static void assertion(MDB_env *e, const char *msg);
+
 static int lmdb_open(void)
 {
   int rc, mb = 32;
@@ -209,9 +214,10 @@ static int lmdb_open(void)
   if (control_readint(&mb, "control/storemapsize") == -1 || mb <= 0) mb = 32;
   for (tries = 0; tries < 3; ++tries) {
     if ((rc = mdb_env_create(&env))) break;
+    mdb_env_set_assert(env, assertion);
     mdb_env_set_mapsize(env, (size_t)mb << 20);
     mdb_env_set_maxreaders(env, STORE_READERS);
-    rc = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS | MDB_NOMEMINIT, 0600);
+    rc = mdb_env_open(env, dir, MDB_NOSYNC | MDB_NOTLS | MDB_WRITEMAP, 0600);
     if (!rc) {
       int dead = 0, fd;
       if (!mdb_env_get_fd(env, &fd)) fcntl(fd, F_SETFD, FD_CLOEXEC);  /* not for qmail-queue */
@@ -224,6 +230,13 @@ static int lmdb_open(void)
   }
   fail("open", mdb_strerror(rc));
   return -1;
+}
+
+/* sane - a record read from the file is believable (a damaged one is taken as absent) */
+static int sane(const struct rec *r)
+{
+  return r->a >= 0 && r->a < 1e15 && r->b >= 0 && r->b < 100000000000000LL &&
+         r->expire_s >= 0 && r->expire_s < 100000000000LL;
 }
 
 /* purge - drop expired records (bounded: a writer that finds the map full) */
@@ -239,7 +252,7 @@ static long purge(MDB_txn *txn, long max)
     struct rec r;
     if (v.mv_size != sizeof r) continue;
     memcpy(&r, v.mv_data, sizeof r);
-    if (r.expire_s > now) continue;
+    if (sane(&r) && r.expire_s > now) continue;
     if (mdb_cursor_del(cur, 0)) break;
     if (++n == max) break;
   }
@@ -252,7 +265,7 @@ static int get(MDB_txn *txn, const char *key, struct rec *r)
   MDB_val k = {strlen(key), (void *)key}, v;
   if (mdb_get(txn, dbi, &k, &v) || v.mv_size != sizeof *r) return 0;
   memcpy(r, v.mv_data, sizeof *r);
-  return 1;
+  return sane(r);
 }
 
 static int put(MDB_txn *txn, const char *key, const struct rec *r)
@@ -286,7 +299,10 @@ static int conc(MDB_txn *txn, struct store_op *op, long long now)
     struct rec r;
     int dead = 0;
     if (k.mv_size <= klen + 1 || memcmp(kk, me, klen + 1)) break;
-    if (v.mv_size == sizeof r) { memcpy(&r, v.mv_data, sizeof r); dead = r.expire_s * 1000 <= now; }
+    if (v.mv_size == sizeof r) {
+      memcpy(&r, v.mv_data, sizeof r);
+      dead = !sane(&r) || r.expire_s * 1000 <= now;
+    }
     if (!dead && k.mv_size > klen + 1 + hlen + 1 && !memcmp(kk + klen + 1, host, hlen) &&
         kk[klen + 1 + hlen] == ':') {
       long pid = 0;
@@ -397,7 +413,7 @@ static int lmdb_ops(MDB_txn *txn, struct store_op *ops, int n, long long now)
 
 /* lmdb_txn - fn in the read-only transaction first (tryread), then if it must write, in a
  * write transaction that also writes pend[]; a full map is purged once and retried */
-static int lmdb_txn(int (*fn)(MDB_txn *, void *), void *ctx, int tryread)
+static int lmdb_txn0(int (*fn)(MDB_txn *, void *), void *ctx, int tryread)
 {
   int attempt, rc = 0;
   if (tryread) {
@@ -429,6 +445,70 @@ static int lmdb_txn(int (*fn)(MDB_txn *, void *), void *ctx, int tryread)
   fail("update", mdb_strerror(rc));
   return -1;
 }
+
+/* A damaged data file can make LMDB read through a bad page pointer: SIGSEGV or SIGBUS in
+ * the middle of a call. Every LMDB call runs under this guard; a fault ends the call, the
+ * store is marked damaged (never touched again by this process, not even to close it: a
+ * writer's lock left held is recovered by the next writer through LMDB's robust mutex) and
+ * the session goes on without it (fail open). */
+static sigjmp_buf crashjb;
+static volatile sig_atomic_t guarded;
+static int damaged;
+
+static void crashed(int sig)
+{
+  if (guarded) siglongjmp(crashjb, sig);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* assertion - LMDB found its file inconsistent: logged as one line, then out of the call
+ * (LMDB would print a raw line on fd 2 and abort) */
+static void assertion(MDB_env *e, const char *msg)
+{
+  (void)e;
+  fail("damaged", msg);
+  if (guarded) siglongjmp(crashjb, SIGABRT);
+}
+
+static int guard(int (*f)(void *), void *arg)
+{
+  static const int sigs[3] = {SIGSEGV, SIGBUS, SIGABRT};
+  struct sigaction sa, old[3];
+  int rc, i;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = crashed;
+  sigemptyset(&sa.sa_mask);
+  for (i = 0; i < 3; ++i) sigaction(sigs[i], &sa, &old[i]);
+  if (sigsetjmp(crashjb, 1)) {
+    guarded = 0;
+    for (i = 0; i < 3; ++i) sigaction(sigs[i], &old[i], 0);
+    damaged = 1;
+    fail("damaged", "the store faulted while reading it (SIGSEGV/SIGBUS/SIGABRT)");
+    return -1;
+  }
+  guarded = 1;
+  rc = f(arg);
+  guarded = 0;
+  for (i = 0; i < 3; ++i) sigaction(sigs[i], &old[i], 0);
+  return rc;
+}
+
+struct txnargs { int (*fn)(MDB_txn *, void *); void *ctx; int tryread; };
+static int txn_cb(void *x)
+{
+  struct txnargs *a = x;
+  return lmdb_txn0(a->fn, a->ctx, a->tryread);
+}
+
+static int lmdb_txn(int (*fn)(MDB_txn *, void *), void *ctx, int tryread)
+{
+  struct txnargs a = {fn, ctx, tryread};
+  if (damaged) return -1;
+  return guard(txn_cb, &a);
+}
+
+static int open_cb(void *x) { (void)x; return lmdb_open(); }
 
 struct runctx { struct store_op *ops; int n; long long now; };
 static int run_cb(MDB_txn *txn, void *c)
@@ -804,7 +884,7 @@ static int ready(void)
   if (r == -1) { backend = "redis"; fail("control", "control/redis"); return -1; }
   if (r == 1 && redis_conf.len) { backend = "redis"; return redis_open(); }
   backend = "lmdb";
-  return lmdb_open();
+  return guard(open_cb, 0);
 }
 
 int store_run(struct store_op *ops, int n)
@@ -1003,6 +1083,7 @@ void store_forget(void)
 
 void store_close(void)
 {
+  if (env && damaged) { env = 0; return; }  /* see guard() */
   if (env) {
     if (npend && !broken) lmdb_txn(nop_cb, 0, 0);  /* the session's increments, in one write */
     if (rtxn) mdb_txn_abort(rtxn);
