@@ -32,6 +32,12 @@ BENCHPROGS = bench/banner bench/qq-sink
 SMTPD_OBJS += geoip.o
 TESTPROGS += tests/t_geoip tests/t_dynptr
 TESTPROGS += tests/t_valldap
+# issue 9: tarpits, limits, greylisting, rates (tarpit.c) over the shared store (store.c:
+# liblmdb linked statically, hiredis dlopen()ed only when control/redis names a server)
+SMTPD_OBJS += tarpit.o store.o
+LIBS_STORE = -l:liblmdb.a
+PROGS += mxguard-store
+TESTPROGS += tests/t_tarpit tests/t_store
 
 default: $(PROGS)
 
@@ -54,7 +60,7 @@ STATIC_DLOPEN_NOTE += -e "libcares_la-ares_getaddrinfo.o): in function .ares_get
 STATIC_DLOPEN_NOTE += -e "geoip.o: in function .load.:"
 mxguard-smtpd: $(SMTPD_OBJS) conf-ld
 	rm -f $@
-	$(LINK) -o $@ $(SMTPD_OBJS) $(LIBS) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+	$(LINK) -o $@ $(SMTPD_OBJS) $(LIBS) $(LIBS_STORE) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
 	test -f $@
 
 qq-maildir: qq-maildir.o conf-ld
@@ -97,6 +103,8 @@ mxguard-users: mxguard-users.o valuser.o valsql.o valldap.o control.o log.o vers
 	$(subst -static,,$(LINK)) -o $@ mxguard-users.o valuser.o valsql.o valldap.o control.o log.o version.o $(LIBS)
 mxguard-users.o: mxguard-users.c valuser.h valsql.h valldap.h control.h version.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-users.c -o $@
+# what rules.o needs beside itself, for the test programs and tools that link it
+RULES_DEPS = pattern.o geoip.o addr.o dnsbl.o stock.o valuser.o valsql.o valldap.o control.o io.o log.o
 rules.o: rules.c rules.h addr.h control.h dnsbl.h geoip.h log.h pattern.h stock.h valuser.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
 pattern.o: pattern.c pattern.h conf-cc
@@ -219,6 +227,27 @@ demo: deps $(PROGS)
 
 check: deps
 	$(SRC)/tests/check
+
+# issue 9 (tarpit.c, store.c, mxguard-store): rules
+smtpd.o: tarpit.h
+bench: bench-store
+bench-store: all
+	MXG_BIN=$(CURDIR) $(SRC)/bench/store
+.PHONY: bench-store
+STATIC_DLOPEN_NOTE += -e "store.o: in function .redis_load.:"
+tarpit.o: tarpit.c tarpit.h store.h control.h decision.h io.h log.h rules.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/tarpit.c -o $@
+store.o: store.c store.h control.h log.h conf-cc
+	$(COMPILE) -c $(SRC)/store.c -o $@
+mxguard-store: mxguard-store.o store.o control.o log.o conf-ld
+	$(LINK) -o $@ mxguard-store.o store.o control.o log.o $(LIBS) $(LIBS_STORE) 2>&1 | \
+	  { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+mxguard-store.o: mxguard-store.c store.h control.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-store.c -o $@
+tests/t_tarpit: tests/t_tarpit.c tarpit.o store.o rules.o $(RULES_DEPS) tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_tarpit.c tarpit.o store.o rules.o $(RULES_DEPS) $(LIBS) $(LIBS_STORE)
+tests/t_store: tests/t_store.c store.o control.o log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_store.c store.o control.o log.o $(LIBS) $(LIBS_STORE)
 
 bench: all
 	$(SRC)/bench/run

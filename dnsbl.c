@@ -1066,6 +1066,8 @@ static struct decision verdict_client(int *wl)
   return verdict_rdns();
 }
 
+int dnsbl_ptr_pending(void) { return ptrasked && !client.done; }
+
 struct decision dnsbl_greeting(struct session *s)
 {
   struct decision d;

@@ -13,6 +13,9 @@
 int dnsbl_start(struct session *s, const char **file);
 /* dnsbl_greeting - with DNSBLGREETING, the client verdict before the banner: 554 or 421, drop */
 struct decision dnsbl_greeting(struct session *s);
+/* dnsbl_ptr_pending - the client's PTR was asked and neither the answer nor the budget's end
+ * has come (the greeting delay waits for it to know the client's class) */
+int dnsbl_ptr_pending(void);
 struct decision dnsbl_mail(struct session *s);  /* STAGE_MAIL: send the sender-domain lookups */
 struct decision dnsbl_rcpt(struct session *s);  /* STAGE_RCPT: wait (budget) and decide */
 /* dnsbl_returnmx - STAGE_MAIL after dnsbl_mail: RETURNMXCHECK's verdict, 554 or 421 */

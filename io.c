@@ -32,6 +32,12 @@ static unsigned long long rate_bytes;    /* bytes read since then */
 static unsigned long rate_min;           /* bytes per second */
 static long rate_grace_ms;
 static int expired = IO_EXP_IDLE;        /* which deadline ran out last */
+static long long life_at;              /* io_setlifetime: end of the session, 0 none */
+static void (*life_fn)(void);
+static int writing;                    /* inside netwrite: no reply can be written now */
+static unsigned long thr_bps;          /* io_setrate: inbound bytes per second, 0 none */
+static long long thr_t0;
+static unsigned long long thr_bytes;
 static const struct io_watch *watches[IO_WATCH_MAX];
 static const struct io_tls *tls;
 
@@ -101,6 +107,9 @@ static long long bound(long long deadline, int *kind)
   return deadline;
 }
 
+void io_setlifetime(long long at_ms, void (*fn)(void)) { life_at = at_ms; life_fn = fn; }
+void io_setrate(unsigned long bytes_per_s) { thr_bps = bytes_per_s; }
+
 /* waitfor - poll fd for events (if fd >= 0) and serve the watches until deadline.
  * 1: fd ready; 0: deadline passed */
 static int waitfor(int fd, short events, long long deadline)
@@ -110,8 +119,14 @@ static int waitfor(int fd, short events, long long deadline)
   for (;;) {
     long long now = io_now_ms();
     long wait;
+    if (life_at && now >= life_at) {  /* session lifetime over: the callback does not return */
+      life_at = 0;
+      if (writing) io_die(IO_DIE_WRITE);  /* a client that does not read gets no 421 */
+      life_fn();
+    }
     if (now >= deadline) return 0;
     wait = deadline - now > 86400000 ? 86400000 : (long)(deadline - now);
+    if (life_at && life_at - now < wait) wait = (long)(life_at - now);
     n = 0;
     if (fd >= 0) { p[0].fd = fd; p[0].events = events; p[0].revents = 0; n = 1; }
     for (i = 0; i < IO_WATCH_MAX; ++i) {
@@ -136,12 +151,27 @@ static int waitfor(int fd, short events, long long deadline)
 
 /* netread - with TLS, read first: OpenSSL may hold decrypted bytes (SSL_pending) that no
  * poll() on the socket would ever announce */
+/* throttle - after n bytes read, wait until the rate allows them; at most 1 s of idle time
+ * is kept as credit */
+static void throttle(size_t n)
+{
+  long long now = io_now_ms(), due;
+  if (!thr_t0 || thr_t0 + (long long)(thr_bytes * 1000 / thr_bps) < now - 1000) {
+    thr_t0 = now - 1000;
+    thr_bytes = 0;
+  }
+  thr_bytes += n;
+  due = thr_t0 + (long long)(thr_bytes * 1000 / thr_bps);
+  if (due > now) waitfor(-1, 0, due);
+}
+
 static ssize_t netread(int fd, char *buf, size_t len)
 {
   long long deadline;
   short ev = POLLIN;
   int first = tls != 0, kind;
   if (buffer_flush(&io_out) == -1) return -1;
+  if (thr_bps && len > thr_bps / 10 + 64) len = thr_bps / 10 + 64;  /* smooth sleeps */
   deadline = bound(io_now_ms() + timeout_ms, &kind);
   for (;;) {
     ssize_t r;
@@ -151,6 +181,7 @@ static ssize_t netread(int fd, char *buf, size_t len)
     if (tls) r = tls->read(tls->ctx, buf, len, &want);
     else r = read(fd, buf, len);
     if (r > 0 && rate_from) rate_bytes += (unsigned long long)r;
+    if (r > 0 && thr_bps) throttle((size_t)r);
     if (r >= 0) return r;
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
     ev = want == POLLOUT ? POLLOUT : POLLIN;
@@ -165,8 +196,11 @@ static ssize_t netwrite(int fd, const char *buf, size_t len)
   short ev = POLLOUT;
   for (;;) {
     ssize_t w;
-    int want = 0;
-    if (!waitfor(fd, ev, deadline)) break;
+    int want = 0, ready;
+    writing = 1;
+    ready = waitfor(fd, ev, deadline);
+    writing = 0;
+    if (!ready) break;
     if (tls) w = tls->write(tls->ctx, buf, len, &want);
     else w = write(fd, buf, len);
     if (w > 0) return w;

@@ -37,6 +37,11 @@ size_t io_buffered(void);
  * (when watch_client), 0 when the time is up */
 int io_wait(long ms, int watch_client);
 
+/* io_setlifetime - at at_ms (io_now_ms clock) every wait calls expired, which must not return
+ * (421 and exit); io_setrate - inbound bytes per second, enforced by waiting after reads */
+void io_setlifetime(long long at_ms, void (*expired)(void));
+void io_setrate(unsigned long bytes_per_s);
+
 /* descriptors other modules want served while we wait for the client */
 struct io_watch {
   int (*fill)(struct pollfd *pfd, int max, void *ctx);  /* add fds, return how many */

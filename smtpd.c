@@ -32,6 +32,7 @@
 #include "session.h"
 #include "stock.h"
 #include "switches.h"
+#include "tarpit.h"
 #include "tls.h"
 #include "version.h"
 #include "valuser.h"
@@ -92,12 +93,16 @@ static const struct check checks[] = {
   {"badrcptto", STAGE_RCPT, switches_badrcptto, CHECK_POLICY},
   {"rcpthosts", STAGE_RCPT, stock_rcpthosts, CHECK_HARD},
   {"badbounce", STAGE_RCPT, switches_badbounce, CHECK_POLICY},
+  {"maxrcptcount", STAGE_RCPT, tarpit_rcptmax, CHECK_HARD},
+  {"rates", STAGE_RCPT, tarpit_rates, CHECK_POLICY},
+  {"msgrate", STAGE_MAIL, tarpit_mail, CHECK_POLICY},
   {"dnsbl_mail", STAGE_MAIL, dnsbl_mail, CHECK_POLICY},
   {"returnmxcheck", STAGE_MAIL, switches_returnmx, CHECK_POLICY},
   {"sendercheck", STAGE_MAIL, switches_sendercheck, CHECK_POLICY},
   {"dnsbl", STAGE_RCPT, dnsbl_rcpt, CHECK_POLICY},
   {"valuser", STAGE_RCPT, switches_valuser, CHECK_HARD},  /* goodmailaddr, then valuser */
   {"dnsbllist", STAGE_RCPT, switches_dnsbllist, CHECK_POLICY},
+  {"greylist", STAGE_RCPT, tarpit_greylist, CHECK_POLICY},
   {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
 };
@@ -163,6 +168,7 @@ static void end_session(int status, const char *why)
     ending = 1;
     buffer_flush(&io_out);
   }
+  tarpit_end();
   if (log_on(LOG_INFO)) {
     log_start("end");
     log_str("status", why);
@@ -269,7 +275,7 @@ static void reply(const struct decision *d)
   char code[FMT_ULONG], escbuf[16];
   const char *t = d->text ? d->text : "", *t0 = t;
   code[fmt_ulong(code, (unsigned long)d->code)] = 0;
-  if (d->delay_ms) io_wait((long)d->delay_ms, 0);
+  if (d->delay_ms) tarpit_sleep(d->delay_ms);  /* budget spent: the refusal comes at once */
   for (;;) {
     const char *nl = strchr(t, '\n');
     out(code);
@@ -307,6 +313,12 @@ static void reply(const struct decision *d)
   }
   if (d->drop || (d->code == 421 && !keep421) || (d->code >= 400 && switches_disconnect()))
     end_session(1, d->reason ? d->reason : "dropped");  /* SMTP550DISCONNECT: after any refusal */
+  if (d->code >= 400 && !keep421 && tarpit_errors(&s)) {
+    struct decision e = DECISION_NONE;
+    e.code = 421; e.esc = "4.7.0"; e.text = "too many errors, closing connection";
+    e.reason = "maxerrors";
+    reply(&e);
+  }
 }
 
 static void say(int code, const char *text)
@@ -348,6 +360,13 @@ static void die_alarm(void)
 }
 static long timeout_ms = 1200000;  /* control/timeoutsmtpd, for the total deadlines */
 static void die_read(void) { end_session(1, "eof"); }
+static void die_lifetime(void)  /* MAXSESSIONTIME, from io.c's poll loop */
+{
+  struct decision d = DECISION_NONE;
+  d.code = 421; d.esc = "4.4.2"; d.text = "session time limit exceeded, closing connection";
+  d.reason = "lifetime";
+  reply(&d);
+}
 static void die_barelf(void)
 {
   say_qmail(451, "See https://cr.yp.to/docs/smtplf.html.", 0, "barelf", 1);
@@ -550,6 +569,8 @@ static void smtp_rcpt(const char *arg)
   if (!s.seenmail) { err_wantmail(); return; }
   if (!parse(arg)) { err_syntax(); return; }
   d = run_checks(STAGE_RCPT);
+  if (d.code >= 400) { ++s.rcpt_bad; tarpit_rcpt_refused(&s, &d); reply(&d); return; }
+  d = tarpit_rcpt_ok(&s);  /* TARPITCOUNT: waits here, or 451 when the tarpit budget is spent */
   if (d.code >= 400) { ++s.rcpt_bad; reply(&d); return; }
   if (s.relayclient && !stralloc_cats(&s.rcpt, s.relayclient)) die_nomem();
   if (!stralloc_cats(&s.rcptto, "T") || !stralloc_cat(&s.rcptto, &s.rcpt) ||
@@ -695,6 +716,7 @@ static void smtp_data(const char *arg)
     const char *h = dnsbl_header();  /* tag-only DNSBL mode */
     if (h) qq_put(&qq, h, strlen(h));
     if ((h = switches_header())) qq_put(&qq, h, strlen(h));  /* qmail-ldap RBL addheader */
+    if ((h = tarpit_header())) qq_put(&qq, h, strlen(h));  /* GREYLISTHEADER */
     if ((h = rules_tags())) qq_put(&qq, h, strlen(h));  /* tag rules */
   }
   blast(&b);
@@ -879,12 +901,14 @@ static void smtp_auth(const char *arg)
     say_qmail(538, "auth not available without TLS", "5.3.3", "auth_notls", 0);
     return;
   }
+  if ((d = tarpit_auth(&s)).code) { reply(&d); return; }  /* AUTHFAILRATE across connections */
   {
     long long cap = io_deadline(io_now_ms() + timeout_ms);  /* the exchange as a whole */
     d = auth_command(arg, &aio, &user, &method);
     io_deadline(cap);
   }
   if (d.code == 235) auth_granted(user, method);
+  if (d.code == 535) tarpit_auth_failed(&s);
   if (log_on(LOG_INFO) && (d.code == 235 || d.code == 535 || d.code == 454)) {
     log_start("auth");
     log_str("ip", s.remoteip);
@@ -1095,6 +1119,7 @@ int main(int argc, char **argv)
     struct decision d;
     if (dnsbl_start(&s, &file) == -1) die_control(file);
     if ((d = dnsbl_greeting(&s)).code) reply(&d);  /* DNSBLGREETING: refuse before the banner */
+    if ((d = tarpit_connect(&s, die_lifetime, dnsbl_ptr_pending)).code) reply(&d);  /* rates, greeting delay */
   }
   if (getenv("SMTPS")) tls_start(1);  /* implicit TLS (port 465): before the banner */
   {
