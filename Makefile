@@ -21,6 +21,9 @@ TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_
   tests/t_instruct tests/t_log tests/t_stock tests/t_valuser tests/t_auth \
   tests/t_dnsbl
 BENCHPROGS = bench/banner bench/qq-sink
+# content checks (content.c, mime.c)
+SMTPD_OBJS += content.o mime.o
+TESTPROGS += tests/t_mime
 
 default: $(PROGS)
 
@@ -46,7 +49,7 @@ mxguard-smtpd: $(SMTPD_OBJS) conf-ld
 qq-maildir: qq-maildir.o conf-ld
 	$(LINK) -o $@ qq-maildir.o $(LIBS)
 
-smtpd.o: smtpd.c addr.h auth.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h \
+smtpd.o: smtpd.c addr.h auth.h content.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h \
   stock.h tls.h dnsbl.h conf-cc
 	$(COMPILE) -c $(SRC)/smtpd.c -o $@
 dnsbl.o: dnsbl.c dnsbl.h control.h decision.h io.h log.h session.h conf-cc
@@ -87,6 +90,15 @@ rules.o: rules.c rules.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/rules.c -o $@
 qq-maildir.o: qq-maildir.c conf-cc
 	$(COMPILE) -c $(SRC)/qq-maildir.c -o $@
+
+content.o: content.c content.h mime.h control.h decision.h io.h log.h rules.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/content.c -o $@
+mime.o: mime.c mime.h conf-cc
+	$(COMPILE) -c $(SRC)/mime.c -o $@
+tests/t_mime: tests/t_mime.c mime.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_mime.c mime.o $(LIBS)
+tests/fuzz_mime: tests/fuzz_mime.c mime.c mime.h tests/.dir
+	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_mime.c $(SRC)/mime.c
 
 # test and benchmark programs
 tests/.dir bench/.dir:
@@ -140,7 +152,7 @@ bench: all
 	$(SRC)/bench/tls
 
 clean:
-	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/.dir bench/.dir
+	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_mime tests/.dir bench/.dir
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean

@@ -18,6 +18,7 @@
 #include <stralloc.h>
 #include "addr.h"
 #include "auth.h"
+#include "content.h"
 #include "control.h"
 #include "data.h"
 #include "decision.h"
@@ -71,6 +72,8 @@ static const struct check checks[] = {
   {"valuser", STAGE_RCPT, valuser_check, CHECK_HARD},
   {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
+  {"contentclass", STAGE_RCPT, content_rcpt, CHECK_POLICY},
+  {"content", STAGE_DATA_END, content_check, CHECK_POLICY},
 };
 
 static struct decision run_checks(enum stage st)
@@ -379,10 +382,10 @@ static const char *protocol(void)
 
 static void putqq(void *ctx, const char *x, size_t len) { qq_put(ctx, x, len); }
 
-/* blast - stream the message from the client into qmail-queue */
-static void blast(struct blast *b)
+/* blast - stream the message from the client into qmail-queue (through content.c when on) */
+static void blast(struct blast *b, int content)
 {
-  blast_init(b, s.databytes, putqq, &qq);
+  blast_init(b, s.databytes, content ? content_put : putqq, &qq);
   for (;;) {
     size_t used;
     int r;
@@ -427,13 +430,20 @@ static void smtp_data(const char *arg)
   struct blast b;
   const char *qqx;
   unsigned long qp;
+  int content;
   (void)arg;
   if (!s.seenmail) { err_wantmail(); return; }
   if (!s.nrcpt) { say_qmail(503, "RCPT first", "5.5.1", "order", 0); return; }
   s.seenmail = 0;
   d = run_checks(STAGE_DATA);
   if (d.code >= 400) { reply(&d); return; }
-  if (qq_open(&qq) == -1) { say_qmail(451, "qqt failure", "4.3.0", "qqt", 0); return; }
+  d = content_begin(&s, &content, putqq, &qq);  /* clamd is connected before the 354 */
+  if (d.code >= 400) { reply(&d); return; }
+  if (qq_open(&qq) == -1) {
+    content_end();
+    say_qmail(451, "qqt failure", "4.3.0", "qqt", 0);
+    return;
+  }
   qp = (unsigned long)qq.pid;
   say(354, "go ahead");
   qq_received(&qq, protocol(), s.local, s.remoteip, s.remotehost, s.remoteinfo,
@@ -442,11 +452,16 @@ static void smtp_data(const char *arg)
     const char *h = dnsbl_header();  /* tag-only DNSBL mode */
     if (h) qq_put(&qq, h, strlen(h));
   }
-  blast(&b);
+  blast(&b, content);
   s.hops = b.hops;
   s.msgbytes = b.bytes;
   s.msgoverflow = b.overflow;
   d = run_checks(STAGE_DATA_END);
+  if (content && d.code < 400 && content_release(putqq, &qq) == -1) {
+    d.code = 451; d.esc = "4.3.0"; d.text = "temporary content check failure";
+    d.reason = "spool"; d.qmail = 0;
+  }
+  if (content) content_end();
   if (d.code >= 400) qq_fail(&qq);
   qqx = qq_close(&qq, s.mailfrom.s, s.mailfrom.len, s.rcptto.s, s.rcptto.len);
   if (d.code >= 400) { reply(&d); return; }
