@@ -790,7 +790,8 @@ struct decision content_check(struct session *s)
     d.code = 552; d.esc = "5.3.4"; d.qmail = 1;
     d.text = "we don't accept email with this MIME content"; d.reason = "rejectexec";
   } else if (c.blockwhy) {
-    d.code = 554; d.esc = "5.7.1"; d.text = c.block; d.reason = c.blockwhy;
+    memcpy(text, c.block, sizeof c.block);  /* c is cleared by content_end before the reply */
+    d.code = 554; d.esc = "5.7.1"; d.text = text; d.reason = c.blockwhy;
   }
   if (c.v[N_CLAMD] && !d.code) {
     t = now();
