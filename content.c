@@ -92,6 +92,7 @@ static struct {
   long score, reject, tag;      /* tenths */
   int scored;
   char symbols[300];
+  char user[200];               /* spamd User: */
   char sbuf[SPOOLBUF];
 } c;
 
@@ -581,8 +582,8 @@ static int spamd_verdict(void)
   if (c.sp.state != 1) return -1;
   if (!stralloc_copys(&h, "SYMBOLS SPAMC/1.5\r\nContent-length: ") ||
       !stralloc_catb(&h, num, fmt_ulong(num, c.spooled)) || !stralloc_cats(&h, "\r\n") ||
-      (c.v[N_SPAMDUSER] && (!stralloc_cats(&h, "User: ") || !stralloc_cats(&h, c.v[N_SPAMDUSER]) ||
-                            !stralloc_cats(&h, "\r\n"))) ||
+      (c.user[0] && (!stralloc_cats(&h, "User: ") || !stralloc_cats(&h, c.user) ||
+                     !stralloc_cats(&h, "\r\n"))) ||
       !stralloc_cats(&h, "\r\n")) { free(h.s); sc_fail(&c.sp, "nomem"); return -1; }
   n = sc_send(&c.sp, h.s, h.len);
   free(h.s);
@@ -669,6 +670,7 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
     int rej = 0;
     for (k = 0; k < N_MAX; ++k) {
       const char *x = rules_get_rcpt(i, names[k]);
+      if (x && !*x && k == N_REJECTEXEC) x = "1";  /* qmail-ldap: set, even empty, is on */
       if (!x || !*x) continue;
       if (k == N_SPAMREJECT) {
         long t = tenths(x, &ok);
@@ -731,6 +733,15 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
     if (c.spool == -1) { reset(); return trouble("spool"); }
     c.hold = c.tag >= 0;
     c.sp.state = 1;
+    if (c.v[N_SPAMDUSER]) {
+      /* "rcpt": the recipient's address when there is exactly one, else no User: */
+      const char *u = strcmp(c.v[N_SPAMDUSER], "rcpt") ? c.v[N_SPAMDUSER] :
+                      s->nrcpt == 1 ? s->rcptto.s + 1 : "";
+      size_t n = 0;
+      for (; *u && n < sizeof c.user - 1; ++u)
+        if ((unsigned char)*u > 32 && (unsigned char)*u < 127) c.user[n++] = *u;
+      c.user[n] = 0;
+    }
     c.sp.fd = -1;
   }
   *on = 1;
