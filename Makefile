@@ -23,7 +23,7 @@ TESTPROGS = tests/qq-recorder tests/t_addr tests/t_control tests/t_data tests/t_
 BENCHPROGS = bench/banner bench/qq-sink
 # content checks (content.c, mime.c)
 SMTPD_OBJS += content.o mime.o
-TESTPROGS += tests/t_mime
+TESTPROGS += tests/t_mime tests/t_content
 
 default: $(PROGS)
 
@@ -97,6 +97,8 @@ mime.o: mime.c mime.h conf-cc
 	$(COMPILE) -c $(SRC)/mime.c -o $@
 tests/t_mime: tests/t_mime.c mime.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_mime.c mime.o $(LIBS)
+tests/t_content: tests/t_content.c content.o mime.o control.o io.o log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_content.c content.o mime.o control.o io.o log.o $(LIBS)
 tests/fuzz_mime: tests/fuzz_mime.c mime.c mime.h tests/.dir
 	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_mime.c $(SRC)/mime.c
 

@@ -147,6 +147,9 @@ static int listhas(const char *list, const char *s, size_t len)
 /* ---- the class at RCPT ---- */
 
 static stralloc class0, classx;
+static unsigned first_i;
+
+static const char *get_first(const char *name) { return rules_get_rcpt(first_i, name); }
 
 static int classof(stralloc *sa, const char *(*get)(const char *))
 {
@@ -162,22 +165,22 @@ static int classof(stralloc *sa, const char *(*get)(const char *))
   return 0;
 }
 
+/* the class is compared with the first accepted recipient's, read afresh through
+ * rules_get_rcpt(0): when either of the two has CONTENTCLASS on */
 struct decision content_rcpt(struct session *s)
 {
   struct decision d = DECISION_NONE;
-  if (!truthy(rules_get("CONTENTCLASS"))) return d;
-  if (s->nrcpt == 0) {
-    if (classof(&class0, rules_get) == -1) goto nomem;
+  if (!s->nrcpt) return d;
+  if (!truthy(rules_get("CONTENTCLASS")) && !truthy(rules_get_rcpt(0, "CONTENTCLASS"))) return d;
+  first_i = 0;
+  if (classof(&class0, get_first) == -1 || classof(&classx, rules_get) == -1) {
+    d.code = 451; d.esc = "4.3.0"; d.text = "out of memory"; d.reason = "nomem";
     return d;
   }
-  if (classof(&classx, rules_get) == -1) goto nomem;
   if (classx.len == class0.len && !memcmp(classx.s, class0.s, class0.len)) return d;
   d.code = 452; d.esc = "4.5.3";
   d.text = "different content policy, send in a separate transaction";
   d.reason = "contentclass";
-  return d;
-nomem:
-  d.code = 451; d.esc = "4.3.0"; d.text = "out of memory"; d.reason = "nomem";
   return d;
 }
 
