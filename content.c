@@ -62,11 +62,14 @@ struct scanner {
   unsigned long ms; /* time spent on it (log) */
 };
 
+/* the settings that switch a check on; the others only tune one */
+static const int switches[] = {N_REJECTEXEC, N_ATTACHBLOCK, N_ATTACHTYPES, N_CHARSETBLOCK,
+  N_HEADERBLOCK, N_CLAMD, N_SPAMD, -1};
+
 static struct {
   int active;
   const char *v[N_MAX];         /* the merged settings */
   int mime;                     /* the MIME reader runs */
-  struct mime m;
   void (*put)(void *, const char *, size_t);
   void *ctx;
   /* facts */
@@ -83,7 +86,6 @@ static struct {
   int cpartial;
   size_t cfill;
   char virus[120];
-  unsigned char cbuf[4 + CHUNK];
   /* spamd */
   struct scanner sp;
   int spool, hold, unscanned;   /* spool fd; holding bytes for the X-Spam fields; over the cap */
@@ -93,8 +95,11 @@ static struct {
   int scored;
   char symbols[300];
   char user[200];               /* spamd User: */
-  char sbuf[SPOOLBUF];
 } c;
+/* out of c: not cleared per message */
+static struct mime mm;                  /* the MIME reader */
+static unsigned char cbuf[4 + CHUNK];   /* one clamd chunk with its length */
+static char sbuf[SPOOLBUF];             /* spool writes and reads */
 
 static long long now(void) { return io_now_ms(); }
 
@@ -473,8 +478,8 @@ static void clamd_chunk(void)
   uint32_t be;
   if (!c.cfill || c.c.state != 1) return;
   be = htonl((uint32_t)c.cfill);
-  memcpy(c.cbuf, &be, 4);
-  sc_send(&c.c, c.cbuf, 4 + c.cfill);
+  memcpy(cbuf, &be, 4);
+  sc_send(&c.c, cbuf, 4 + c.cfill);
   c.cfill = 0;
 }
 
@@ -485,7 +490,7 @@ static void clamd_put(const char *x, size_t len)
     if (c.csent >= c.cmax) { c.cpartial = 1; return; }
     if (take > len) take = len;
     if (take > c.cmax - c.csent) take = c.cmax - c.csent;
-    memcpy(c.cbuf + 4 + c.cfill, x, take);
+    memcpy(cbuf + 4 + c.cfill, x, take);
     c.cfill += take;
     c.csent += take;
     x += take; len -= take;
@@ -526,7 +531,7 @@ static void spool_flush(void)
 {
   size_t off = 0;
   while (off < c.sfill) {
-    ssize_t w = write(c.spool, c.sbuf + off, c.sfill - off);
+    ssize_t w = write(c.spool, sbuf + off, c.sfill - off);
     if (w == -1 && errno == EINTR) continue;
     if (w <= 0) { sc_fail(&c.sp, "spool"); break; }
     off += (size_t)w;
@@ -540,11 +545,11 @@ static int spool_copy(void (*put)(void *, const char *, size_t), void *ctx)
   off_t off = 0;
   spool_flush();
   for (;;) {
-    ssize_t r = pread(c.spool, c.sbuf, sizeof c.sbuf, off);
+    ssize_t r = pread(c.spool, sbuf, sizeof sbuf, off);
     if (r == -1 && errno == EINTR) continue;
     if (r < 0) return -1;
     if (r == 0) return (unsigned long)off == c.spooled ? 0 : -1;
-    put(ctx, c.sbuf, (size_t)r);
+    put(ctx, sbuf, (size_t)r);
     off += r;
   }
 }
@@ -562,12 +567,12 @@ static void spool_put(const char *x, size_t len)
   }
   c.spooled += len;
   while (len) {
-    size_t take = sizeof c.sbuf - c.sfill;
+    size_t take = sizeof sbuf - c.sfill;
     if (take > len) take = len;
-    memcpy(c.sbuf + c.sfill, x, take);
+    memcpy(sbuf + c.sfill, x, take);
     c.sfill += take;
     x += take; len -= take;
-    if (c.sfill == sizeof c.sbuf) spool_flush();
+    if (c.sfill == sizeof sbuf) spool_flush();
   }
 }
 
@@ -592,11 +597,11 @@ static int spamd_verdict(void)
   free(h.s);
   if (n == -1) return -1;
   for (;;) {
-    ssize_t got = pread(c.spool, c.sbuf, sizeof c.sbuf, off);
+    ssize_t got = pread(c.spool, sbuf, sizeof sbuf, off);
     if (got == -1 && errno == EINTR) continue;
     if (got < 0) { sc_fail(&c.sp, "spool"); return -1; }
     if (!got) break;
-    if (sc_send(&c.sp, c.sbuf, (size_t)got) == -1) return -1;
+    if (sc_send(&c.sp, sbuf, (size_t)got) == -1) return -1;
     off += got;
   }
   shutdown(c.sp.fd, SHUT_WR);
@@ -630,7 +635,7 @@ static void reset(void)
   if (c.c.fd >= 0) close(c.c.fd);
   if (c.sp.fd >= 0) close(c.sp.fd);
   if (c.spool >= 0) close(c.spool);
-  memset(&c, 0, sizeof c - sizeof c.cbuf - sizeof c.sbuf);
+  memset(&c, 0, sizeof c);
   c.c.fd = c.sp.fd = c.spool = -1;
 }
 
@@ -666,8 +671,14 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
   unsigned i;
   int k, ok, anyreject = 1;
   if (!once) { once = 1; c.c.fd = c.sp.fd = c.spool = -1; }
-  reset();
   *on = 0;
+  /* the hot path: no switch set for any recipient, nothing else is read */
+  for (i = 0; i < s->nrcpt; ++i)
+    for (k = 0; switches[k] >= 0; ++k)
+      if (rules_get_rcpt(i, names[switches[k]])) goto some;
+  return d;
+some:
+  reset();
   c.reject = -1; c.tag = -1;
   for (i = 0; i < s->nrcpt; ++i) {
     int rej = 0;
@@ -717,7 +728,7 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
   }
   if (c.mime) {
     struct mime_cb cb = {cb_header, cb_part, cb_first, cb_body, 0};
-    mime_init(&c.m, &cb);
+    mime_init(&mm, &cb);
   }
   if (c.v[N_CLAMD]) {
     c.cmax = sizeval(c.v[N_CLAMDMAXSIZE], 25UL * 1024 * 1024);
@@ -754,7 +765,7 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
 void content_put(void *ctx, const char *x, size_t len)
 {
   (void)ctx;
-  if (c.mime) mime_feed(&c.m, x, len);
+  if (c.mime) mime_feed(&mm, x, len);
   if (c.c.state == 1) clamd_put(x, len);
   if (c.spool >= 0 && !c.unscanned) spool_put(x, len);
   if (!c.hold) c.put(c.ctx, x, len);
@@ -768,8 +779,8 @@ static void log_content(struct session *s, const struct decision *d, int clam, i
   log_str("ip", s->remoteip);
   log_ulong("size", s->msgbytes);
   if (c.mime) {
-    log_ulong("parts", c.m.nparts);
-    if (c.m.flags) log_ulong("mimeflags", c.m.flags);
+    log_ulong("parts", mm.nparts);
+    if (mm.flags) log_ulong("mimeflags", mm.flags);
   }
   if (c.blockwhy) { log_str("block", c.blockwhy); log_client("what", c.block, strlen(c.block)); }
   if (c.exec) log_str("rejectexec", "hit");
@@ -799,7 +810,7 @@ struct decision content_check(struct session *s)
   int clam = -2, spam = -2;
   long long t;
   if (!c.active) return d;
-  if (c.mime) mime_end(&c.m);
+  if (c.mime) mime_end(&mm);
   if (c.exec) {
     d.code = 552; d.esc = "5.3.4"; d.qmail = 1;
     d.text = "we don't accept email with this MIME content"; d.reason = "rejectexec";

@@ -162,6 +162,17 @@ def test_eicar_in_body(srv):
 
 
 @case
+def test_virus_then_clean_one_session(srv):
+    srv.configure(env={'CLAMD': CLAM['sock']})
+    with srv.session(timeout=20) as s:
+        eq(s.reply(), banner(), 'banner')
+        eq(send_message(s, body=crlf(b'Subject: v\n\n' + EICAR + b'\n')),
+           b'554 5.7.0 virus found: Test.EICAR-NDB.UNOFFICIAL\r\n', 'first')
+        queued(send_message(s, body=crlf(b'Subject: c\n\nclean\n')))
+    eq(split_received(srv.stored(1)[0]['msg'])[1], b'Subject: c\n\nclean\n', 'second message')
+
+
+@case
 def test_eicar_attachment_over_tcp(srv):
     srv.configure(env={'CLAMD': CLAM['tcp']})
     msg = (b'Subject: t\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=zz\n\n--zz\n'

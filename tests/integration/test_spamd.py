@@ -118,6 +118,19 @@ def test_ham_not_tagged(srv):
 
 
 @case
+def test_two_messages_one_session(srv):
+    # nothing of the first message's verdict or spool leaks into the second
+    srv.configure(env={'SPAMD': SPAMD['addr'], 'SPAMTAG': '5'})
+    with srv.session(timeout=30) as s:
+        eq(s.reply(), banner(), 'banner')
+        queued(send_message(s, body=crlf(SPAM)))
+        queued(send_message(s, body=crlf(HAM)))
+    m = srv.stored(2)
+    check(b'X-Spam-Flag: YES' in m[0]['msg'], 'first tagged: %r' % m[0]['msg'][:300])
+    eq(split_received(m[1]['msg'])[1], HAM, 'second message')
+
+
+@case
 def test_size_cap_unscanned(srv):
     big = SPAM + b'padding line to pass the size cap\n' * 100
     srv.configure(env={'SPAMD': SPAMD['addr'], 'SPAMTAG': '5', 'SPAMREJECT': '5', 'SPAMMAXSIZE': '1000'})
