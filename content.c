@@ -672,6 +672,8 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
   int k, ok, anyreject = 1;
   if (!once) { once = 1; c.c.fd = c.sp.fd = c.spool = -1; }
   *on = 0;
+  s->virus = s->content_block = 0;
+  s->spam_scored = 0;
   /* the hot path: no switch set for any recipient, nothing else is read */
   for (i = 0; i < s->nrcpt; ++i)
     for (k = 0; switches[k] >= 0; ++k)
@@ -807,8 +809,12 @@ struct decision content_check(struct session *s)
 {
   struct decision d = DECISION_NONE;
   static char text[300];
+  static char virus[sizeof c.virus];
   int clam = -2, spam = -2;
   long long t;
+  s->virus = s->content_block = 0;
+  s->spam_scored = 0;
+  s->spam_score = 0;
   if (!c.active) return d;
   if (c.mime) mime_end(&mm);
   if (c.exec) {
@@ -853,6 +859,11 @@ struct decision content_check(struct session *s)
       d = trouble(c.sp.why && !strcmp(c.sp.why, "timeout") ? "spamd:timeout" : "spamd:error");
     }
   }
+  /* the facts outlive content_end: static copies */
+  if (clam == 1) { memcpy(virus, c.virus, sizeof virus); s->virus = virus; }
+  s->content_block = c.exec ? "rejectexec" : c.blockwhy;
+  s->spam_scored = c.scored;
+  s->spam_score = c.score;
   log_content(s, &d, clam, spam);
   return d;
 }
