@@ -89,6 +89,7 @@ static struct {
   /* spamd */
   struct scanner sp;
   int spool, hold, unscanned;   /* spool fd; holding bytes for the X-Spam fields; over the cap */
+  int spoolerr;                 /* a spool write or read failed: held bytes may be lost */
   unsigned long spooled, smax;
   size_t sfill;
   long score, reject, tag;      /* tenths */
@@ -533,7 +534,7 @@ static void spool_flush(void)
   while (off < c.sfill) {
     ssize_t w = write(c.spool, sbuf + off, c.sfill - off);
     if (w == -1 && errno == EINTR) continue;
-    if (w <= 0) { sc_fail(&c.sp, "spool"); break; }
+    if (w <= 0) { c.spoolerr = 1; break; }
     off += (size_t)w;
   }
   c.sfill = 0;
@@ -560,7 +561,7 @@ static void spool_put(const char *x, size_t len)
     /* over the cap: not scanned; what was held goes on to qmail-queue now */
     c.unscanned = 1;
     if (c.hold) {
-      if (spool_copy(c.put, c.ctx) == -1) c.sp.why = "spool";
+      if (spool_copy(c.put, c.ctx) == -1) c.spoolerr = 1;
       c.hold = 0;
     }
     return;
@@ -599,7 +600,7 @@ static int spamd_verdict(void)
   for (;;) {
     ssize_t got = pread(c.spool, sbuf, sizeof sbuf, off);
     if (got == -1 && errno == EINTR) continue;
-    if (got < 0) { sc_fail(&c.sp, "spool"); return -1; }
+    if (got < 0) { c.spoolerr = 1; sc_fail(&c.sp, "spool"); return -1; }
     if (!got) break;
     if (sc_send(&c.sp, sbuf, (size_t)got) == -1) return -1;
     off += got;
@@ -839,7 +840,11 @@ struct decision content_check(struct session *s)
       d = trouble(c.c.why && !strcmp(c.c.why, "timeout") ? "clamd:timeout" : "clamd:error");
     }
   }
-  if (c.v[N_SPAMD] && !d.code) {
+  if (c.v[N_SPAMD] && !d.code && c.spoolerr) {
+    spam = -1;
+    c.sp.why = "spool";
+    d = trouble("spool");  /* bytes held for qmail-queue may be lost: never fail-open */
+  } else if (c.v[N_SPAMD] && !d.code) {
     if (c.unscanned) spam = -3;
     else {
       t = now();
@@ -888,7 +893,7 @@ int content_release(void (*put)(void *, const char *, size_t), void *ctx)
   }
   if (c.hold && r == 0) r = spool_copy(put, ctx);
   c.hold = 0;
-  if (c.sp.why && !strcmp(c.sp.why, "spool")) r = -1;
+  if (c.spoolerr) r = -1;
   reset();
   return r;
 }

@@ -255,6 +255,23 @@ def test_content_on_message_unchanged(srv):
 
 
 @case
+def test_hostile_mime(srv):
+    # 10 000 nested multiparts, a 5 MB header line, NULs, broken base64 and a missing
+    # close: accepted as it is (no policy hit), flagged in the log, never a crash
+    nest = b''.join(b'Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n' % (i, i) for i in range(10000))
+    msg = (b'Subject: ' + b'x' * (5 << 20) + b'\nX-Nul: a\0b\n' + nest +
+           b'Content-Type: application/zip; name="z.zip"\nContent-Transfer-Encoding: base64\n\n'
+           b'UEsDB!!!not base64 at all===\n')
+    srv.configure(control=controls(), env={'ATTACHBLOCK': '1', 'REJECTEXEC': '1'})
+    with srv.session(timeout=30) as s:
+        eq(s.reply(), banner(), 'banner')
+        queued(send_message(s, body=crlf(msg)))
+    eq(split_received(srv.stored(1)[0]['msg'])[1], msg, 'message')
+    ev = content_events(srv)
+    check(ev and int(ev[0]['mimeflags']) & (1 | 2 | 8 | 16) == (1 | 2 | 8 | 16), 'log: %r' % ev)
+
+
+@case
 def test_contentclass_same_policy(srv):
     # CONTENTCLASS: recipients with the same settings share a transaction
     srv.configure(control=controls(), env={'CONTENTCLASS': '1', 'ATTACHBLOCK': '1'})
