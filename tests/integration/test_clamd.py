@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import re
 import threading
 import time
 sys.dont_write_bytecode = True
@@ -182,6 +183,20 @@ def test_eicar_attachment_over_tcp(srv):
     r = deliver(srv, msg)
     match(rb'554 5\.7\.0 virus found: Test\.EICAR-(HDB|NDB)\.UNOFFICIAL\r\n', r, 'reply')
     srv.nothing_stored(runs=1)
+
+
+@case
+def test_swaks_attachment(srv):
+    # a real client: swaks attaches EICAR as a base64 MIME part
+    srv.configure(env={'CLAMD': CLAM['sock']})
+    f = os.path.join(srv.dir, 'eicar.com')
+    with open(f, 'wb') as fh:
+        fh.write(EICAR)
+    rc, out = srv.swaks('--to', 'u@example.test', '--from', 'a@x.test', '--attach', '@' + f)
+    check(b'<** 554 5.7.0 virus found: Test.EICAR-' in out, 'swaks: %r' % out[-600:])
+    srv.nothing_stored(runs=1)
+    rc, out = srv.swaks('--to', 'u@example.test', '--from', 'a@x.test', '--attach', '@/etc/hostname')
+    check(re.search(rb'<-  250 ok \d+ qp \d+', out), 'swaks clean: %r' % out[-600:])
 
 
 @case

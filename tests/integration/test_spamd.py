@@ -152,6 +152,48 @@ def test_spamd_absent(srv):
     check(ev and ev[0]['spamd'] == b'failopen', 'log: %r' % ev)
 
 
+@case
+def test_spamd_hangs_or_garbage(srv):
+    # a spamd that takes the message and never answers, or answers nonsense: 451 in time
+    import threading
+    for mode in ('hang', 'garbage'):
+        ls = socket.socket()
+        ls.bind(('127.0.0.1', 0))
+        ls.listen(4)
+        conns = []
+
+        def serve():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            conns.append(c)
+            c.settimeout(10)
+            try:
+                while c.recv(65536):
+                    if mode == 'garbage':
+                        c.sendall(b'HTTP/1.0 200 OK\r\n\r\nnope')
+                        c.close()
+                        return
+            except OSError:
+                pass
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            srv.configure(env={'SPAMD': '127.0.0.1:%d' % ls.getsockname()[1], 'SPAMREJECT': '5',
+                               'SPAMDTIMEOUT': '1'})
+            t0 = time.time()
+            eq(deliver(srv, HAM), b'451 4.3.0 temporary content check failure\r\n', 'reply (%s)' % mode)
+            check(time.time() - t0 < 5, '%s took %.1fs' % (mode, time.time() - t0))
+            srv.nothing_stored(runs=1)
+            check((b'spamd_error=timeout' if mode == 'hang' else b'spamd_error=garbage') in srv.log(),
+                  'log: %r' % srv.log())
+        finally:
+            ls.close()
+            for c in conns:
+                c.close()
+
+
 if __name__ == '__main__':
     if not shutil.which('spamd'):
         print('FAIL spamd.start: spamd is not installed (install-deps: spamd spamassassin)')
