@@ -577,10 +577,37 @@ static void spool_put(const char *x, size_t len)
   }
 }
 
+/* safecat - s with the bytes qmail's Received line would not write replaced by '?' */
+static int safecat(stralloc *sa, const char *s)
+{
+  for (; s && *s; ++s) {
+    char ch = *s;
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          strchr(".@%+/=:-[]", ch)))
+      ch = '?';
+    if (!stralloc_append(sa, &ch)) return 0;
+  }
+  return 1;
+}
+
+/* received - the client's hop as qmail's Received line gives it (without the date), for the
+ * copy spamd sees: its relay rules (RCVD_IN_*, trusted networks) need the client's IP */
+static int received(stralloc *sa, const struct session *s)
+{
+  sa->len = 0;
+  return stralloc_cats(sa, "Received: from ") && safecat(sa, s->remotehost) &&
+    (!s->fakehelo || (stralloc_cats(sa, " (HELO ") && safecat(sa, s->helo.s) && stralloc_cats(sa, ")"))) &&
+    stralloc_cats(sa, " (") &&
+    (!s->remoteinfo || (safecat(sa, s->remoteinfo) && stralloc_cats(sa, "@"))) &&
+    safecat(sa, s->remoteip) && stralloc_cats(sa, ")\n  by ") && safecat(sa, s->local) &&
+    stralloc_cats(sa, " with SMTP\n");
+}
+
 /* spamd_verdict - 0 scored (c.score), -1 trouble */
-static int spamd_verdict(void)
+static int spamd_verdict(const struct session *s)
 {
   static char r[SPAMD_REPLY_MAX];
+  static stralloc rcv;
   char num[FMT_ULONG];
   stralloc h = {0};
   off_t off = 0;
@@ -589,11 +616,14 @@ static int spamd_verdict(void)
   int ok;
   spool_flush();
   if (c.sp.state != 1) return -1;
+  if (!received(&rcv, s)) { sc_fail(&c.sp, "nomem"); return -1; }
   if (!stralloc_copys(&h, "SYMBOLS SPAMC/1.5\r\nContent-length: ") ||
-      !stralloc_catb(&h, num, fmt_ulong(num, c.spooled)) || !stralloc_cats(&h, "\r\n") ||
+      !stralloc_catb(&h, num, fmt_ulong(num, c.spooled + rcv.len)) || !stralloc_cats(&h, "\r\n") ||
       (c.user[0] && (!stralloc_cats(&h, "User: ") || !stralloc_cats(&h, c.user) ||
                      !stralloc_cats(&h, "\r\n"))) ||
-      !stralloc_cats(&h, "\r\n")) { free(h.s); sc_fail(&c.sp, "nomem"); return -1; }
+      !stralloc_cats(&h, "\r\n") || !stralloc_cat(&h, &rcv)) {
+    free(h.s); sc_fail(&c.sp, "nomem"); return -1;
+  }
   n = sc_send(&c.sp, h.s, h.len);
   free(h.s);
   if (n == -1) return -1;
@@ -849,7 +879,7 @@ struct decision content_check(struct session *s)
     else {
       t = now();
       if (sc_connect(&c.sp, c.v[N_SPAMD], (long)sizeval(c.v[N_SPAMDTIMEOUT], 60) * 1000) == 0)
-        spam = spamd_verdict();
+        spam = spamd_verdict(s);
       else spam = -1;
       c.sp.ms = (unsigned long)(now() - t);
     }

@@ -106,6 +106,9 @@ def test_gtube_tagged(srv):
     m = match(rb'X-Spam-Flag: YES\nX-Spam-Score: (10\d\d\.\d)\nX-Spam-Status: Yes, score=\1 '
               rb'tag=5\.0(\n\ttests=[A-Z0-9_,]*GTUBE[A-Z0-9_,]*)?\n(.*)', rest, 'tagged message')
     eq(m.group(3), SPAM, 'message after the added fields')
+    # spamd saw the client's Received line (given to it, not added to the message)
+    check(m.group(2) and b'NO_RECEIVED' not in m.group(2) and b'GTUBE' in m.group(2),
+          'tests: %r' % m.group(2))
 
 
 @case
