@@ -99,6 +99,9 @@ tests/t_mime: tests/t_mime.c mime.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_mime.c mime.o $(LIBS)
 tests/t_content: tests/t_content.c content.o mime.o control.o io.o log.o tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_content.c content.o mime.o control.o io.o log.o $(LIBS)
+tests/fuzz_content: tests/fuzz_content.c content.c content.h mime.c mime.h control.c io.c log.c tests/.dir
+	$(FUZZCC) -DAUTO_QMAIL='"/var/qmail"' -o $@ $(SRC)/tests/fuzz_content.c $(SRC)/content.c $(SRC)/mime.c \
+	  $(SRC)/control.c $(SRC)/io.c $(SRC)/log.c -l:libowfat.a
 tests/fuzz_mime: tests/fuzz_mime.c mime.c mime.h tests/.dir
 	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_mime.c $(SRC)/mime.c
 
@@ -154,7 +157,7 @@ bench: all
 	$(SRC)/bench/tls
 
 clean:
-	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_mime tests/.dir bench/.dir
+	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_mime tests/fuzz_content tests/.dir bench/.dir
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean
