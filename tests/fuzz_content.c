@@ -42,15 +42,26 @@ static void put(void *ctx, const char *x, size_t len)
   outlen += len;
 }
 
+static char dir[] = "/tmp/fuzz-content.XXXXXX";
+
+static void cleanup(void)
+{
+  unlink("control/signatures");
+  unlink("control/badattach");
+  unlink("control/headerblock");
+  rmdir("control");
+  if (chdir("/") == 0) rmdir(dir);
+}
+
 static void setup(void)
 {
   static int done;
-  char dir[] = "/tmp/fuzz-content.XXXXXX";
   FILE *f;
   if (done) return;
   done = 1;
   log_level = 0;
   if (!mkdtemp(dir) || chdir(dir) == -1 || mkdir("control", 0700) == -1) abort();
+  atexit(cleanup);
   f = fopen("control/signatures", "w");
   fputs("TVo\nTVp\nTVq\nTVr\nAB*D\n", f);
   fclose(f);
