@@ -134,6 +134,20 @@ def test_two_messages_one_session(srv):
 
 
 @case
+def test_databytes_refusal_then_next_message(srv):
+    # a refusal by an earlier DATA_END check (databytes) with the message held for tagging:
+    # nothing queued, and the next message of the session is whole
+    srv.configure(env={'SPAMD': SPAMD['addr'], 'SPAMTAG': '5', 'DATABYTES': '2000'})
+    with srv.session(timeout=30) as s:
+        eq(s.reply(), banner(), 'banner')
+        eq(send_message(s, body=crlf(HAM + b'y' * 5000 + b'\n')),
+           b'552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n', 'first')
+        queued(send_message(s, body=crlf(HAM)))
+    m = srv.stored(1)
+    eq(split_received(m[0]['msg'])[1], HAM, 'second message')
+
+
+@case
 def test_size_cap_unscanned(srv):
     big = SPAM + b'padding line to pass the size cap\n' * 100
     srv.configure(env={'SPAMD': SPAMD['addr'], 'SPAMTAG': '5', 'SPAMREJECT': '5', 'SPAMMAXSIZE': '1000'})
