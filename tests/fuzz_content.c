@@ -42,26 +42,20 @@ static void put(void *ctx, const char *x, size_t len)
   outlen += len;
 }
 
-static char dir[] = "/tmp/fuzz-content.XXXXXX";
-
-static void cleanup(void)
-{
-  unlink("control/signatures");
-  unlink("control/badattach");
-  unlink("control/headerblock");
-  rmdir("control");
-  if (chdir("/") == 0) rmdir(dir);
-}
-
+/* setup - the control files in a scratch directory, read once by a first content_begin
+ * (content.c keeps them for the process), then back to where libFuzzer keeps its corpus */
 static void setup(void)
 {
   static int done;
+  static struct session s0;
+  char dir[] = "/tmp/fuzz-content.XXXXXX", cwd[4096];
   FILE *f;
+  int on;
   if (done) return;
   done = 1;
   log_level = 0;
-  if (!mkdtemp(dir) || chdir(dir) == -1 || mkdir("control", 0700) == -1) abort();
-  atexit(cleanup);
+  if (!getcwd(cwd, sizeof cwd) || !mkdtemp(dir) || chdir(dir) == -1 || mkdir("control", 0700) == -1)
+    abort();
   f = fopen("control/signatures", "w");
   fputs("TVo\nTVp\nTVq\nTVr\nAB*D\n", f);
   fclose(f);
@@ -71,6 +65,16 @@ static void setup(void)
   f = fopen("control/headerblock", "w");
   fputs("Subject: ^\\[spam\\]\nX-Mailer: (mass|bulk)mail\n", f);
   fclose(f);
+  s0.nrcpt = 1;
+  s0.remoteip = "127.0.0.1";
+  if (content_begin(&s0, &on, put, 0).code || !on) abort();
+  content_end();
+  unlink("control/signatures");
+  unlink("control/badattach");
+  unlink("control/headerblock");
+  rmdir("control");
+  if (chdir(cwd) == -1) abort();
+  rmdir(dir);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
