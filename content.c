@@ -705,6 +705,7 @@ struct decision content_begin(struct session *s, int *on, void (*put)(void *, co
   *on = 0;
   s->virus = s->content_block = 0;
   s->spam_scored = 0;
+  s->mime_flags = 0;
   /* the hot path: no switch set for any recipient, nothing else is read */
   for (i = 0; i < s->nrcpt; ++i)
     for (k = 0; switches[k] >= 0; ++k)
@@ -846,6 +847,7 @@ struct decision content_check(struct session *s)
   s->virus = s->content_block = 0;
   s->spam_scored = 0;
   s->spam_score = 0;
+  s->mime_flags = 0;
   if (!c.active) return d;
   if (c.mime) mime_end(&mm);
   if (c.exec) {
@@ -899,6 +901,7 @@ struct decision content_check(struct session *s)
   s->content_block = c.exec ? "rejectexec" : c.blockwhy;
   s->spam_scored = c.scored;
   s->spam_score = c.score;
+  s->mime_flags = c.mime ? mm.flags : 0;
   log_content(s, &d, clam, spam);
   return d;
 }

@@ -42,6 +42,7 @@ struct session {
   const char *content_block;/* the policy block that hit: "rejectexec", "content:attach"... */
   int spam_scored;          /* spamd gave a score: spam_score is its tenths */
   long spam_score;
+  unsigned mime_flags;      /* broken MIME seen (mime.h MIME_F_*) when the MIME reader ran */
 
   /* DNS facts, written only by dnsbl.c (DNS_UNKNOWN: not looked up) */
   int rdns;                 /* the PTR: DNS_OK (rdns_name set), DNS_NONE, DNS_TEMP */
