@@ -38,6 +38,9 @@ SMTPD_OBJS += tarpit.o store.o
 LIBS_STORE = -l:liblmdb.a
 PROGS += mxguard-store
 TESTPROGS += tests/t_tarpit tests/t_store
+# content checks (content.c, mime.c)
+SMTPD_OBJS += content.o mime.o
+TESTPROGS += tests/t_mime tests/t_content
 
 default: $(PROGS)
 
@@ -66,8 +69,8 @@ mxguard-smtpd: $(SMTPD_OBJS) conf-ld
 qq-maildir: qq-maildir.o conf-ld
 	$(LINK) -o $@ qq-maildir.o $(LIBS)
 
-smtpd.o: smtpd.c version.h addr.h auth.h control.h data.h decision.h instruct.h io.h log.h queue.h session.h \
-  stock.h tls.h dnsbl.h rules.h conf-cc
+smtpd.o: smtpd.c version.h addr.h auth.h content.h control.h data.h decision.h instruct.h io.h log.h \
+  queue.h session.h stock.h tls.h dnsbl.h rules.h conf-cc
 	$(COMPILE) -c $(SRC)/smtpd.c -o $@
 dnsbl.o: dnsbl.c dnsbl.h control.h decision.h io.h log.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/dnsbl.c -o $@
@@ -164,6 +167,19 @@ proc.o: proc.c proc.h conf-cc
 	$(COMPILE) -c $(SRC)/proc.c -o $@
 tests/t_proc: tests/t_proc.c proc.o proc.h tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_proc.c proc.o $(LIBS)
+content.o: content.c content.h mime.h control.h decision.h io.h log.h rules.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/content.c -o $@
+mime.o: mime.c mime.h conf-cc
+	$(COMPILE) -c $(SRC)/mime.c -o $@
+tests/t_mime: tests/t_mime.c mime.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_mime.c mime.o $(LIBS)
+tests/t_content: tests/t_content.c content.o mime.o control.o io.o log.o tests/check.h tests/.dir
+	$(COMPILE) -o $@ $(SRC)/tests/t_content.c content.o mime.o control.o io.o log.o $(LIBS)
+tests/fuzz_content: tests/fuzz_content.c content.c content.h mime.c mime.h control.c io.c log.c tests/.dir
+	$(FUZZCC) -DAUTO_QMAIL='"/var/qmail"' -o $@ $(SRC)/tests/fuzz_content.c $(SRC)/content.c $(SRC)/mime.c \
+	  $(SRC)/control.c $(SRC)/io.c $(SRC)/log.c -l:libowfat.a
+tests/fuzz_mime: tests/fuzz_mime.c mime.c mime.h tests/.dir
+	$(FUZZCC) -o $@ $(SRC)/tests/fuzz_mime.c $(SRC)/mime.c
 
 # test and benchmark programs
 tests/.dir bench/.dir:
@@ -257,7 +273,8 @@ bench: all
 	$(SRC)/bench/tls
 
 clean:
-	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_rules tests/.dir bench/.dir
+	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_rules tests/fuzz_mime \
+	  tests/fuzz_content tests/.dir bench/.dir
 	rm -rf san
 
 .PHONY: default all deps demo check bench clean

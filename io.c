@@ -287,3 +287,11 @@ int io_wait(long ms, int watch_client)
   buffer_flush(&io_out);
   return waitfor(watch_client ? io_in.fd : -1, POLLIN, deadline);
 }
+
+/* io_waitfd - wait for events on another module's fd (clamd, spamd) up to ms, serving the
+ * watches meanwhile: 1 ready, 0 the time is up */
+int io_waitfd(int fd, short events, long ms)
+{
+  buffer_flush(&io_out);
+  return waitfor(fd, events, io_now_ms() + ms);
+}

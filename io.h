@@ -36,6 +36,9 @@ size_t io_buffered(void);
 /* io_wait - serve watches until ms pass; returns 1 early if the client sent input
  * (when watch_client), 0 when the time is up */
 int io_wait(long ms, int watch_client);
+/* io_waitfd - wait up to ms for events on fd (a scanner's socket), serving the watches:
+ * 1 ready (or an error to be seen by the next read/write), 0 the time is up */
+int io_waitfd(int fd, short events, long ms);
 
 /* io_setlifetime - at at_ms (io_now_ms clock) every wait calls expired, which must not return
  * (421 and exit); io_setrate - inbound bytes per second, enforced by waiting after reads */

@@ -39,6 +39,13 @@ struct session {
   int msgoverflow;          /* msgbytes went past databytes */
   unsigned long hops;       /* Received:/Delivered-To: header lines */
 
+  /* content facts at STAGE_DATA_END, written only by content.c (0: none found or not on) */
+  const char *virus;        /* clamd's signature name */
+  const char *content_block;/* the policy block that hit: "rejectexec", "content:attach"... */
+  int spam_scored;          /* spamd gave a score: spam_score is its tenths */
+  long spam_score;
+  unsigned mime_flags;      /* broken MIME seen (mime.h MIME_F_*) when the MIME reader ran */
+
   /* DNS facts, written only by dnsbl.c (DNS_UNKNOWN: not looked up) */
   int rdns;                 /* the PTR: DNS_OK (rdns_name set), DNS_NONE, DNS_TEMP */
   int fcrdns;               /* the PTR name's A/AAAA: DNS_OK, DNS_NONE, DNS_MISMATCH, DNS_TEMP */

@@ -20,6 +20,7 @@
 #include <stralloc.h>
 #include "addr.h"
 #include "auth.h"
+#include "content.h"
 #include "control.h"
 #include "data.h"
 #include "decision.h"
@@ -105,6 +106,8 @@ static const struct check checks[] = {
   {"greylist", STAGE_RCPT, tarpit_greylist, CHECK_POLICY},
   {"hops", STAGE_DATA_END, stock_hops, CHECK_HARD},
   {"databytes", STAGE_DATA_END, stock_databytes, CHECK_HARD},
+  {"contentclass", STAGE_RCPT, content_rcpt, CHECK_POLICY},
+  {"content", STAGE_DATA_END, content_check, CHECK_POLICY},
 };
 
 static void observe(const struct decision *d, const char *check);
@@ -635,11 +638,11 @@ static unsigned long setting_ulong(const char *name, unsigned long def)
   return def;
 }
 
-/* blast - stream the message from the client into qmail-queue; the minimum rate makes the
- * whole DATA phase finite without hurting a slow but real link */
-static void blast(struct blast *b)
+/* blast - stream the message from the client into qmail-queue (through content.c when on);
+ * the minimum rate makes the whole DATA phase finite without hurting a slow but real link */
+static void blast(struct blast *b, int content)
 {
-  blast_init(b, s.databytes, putqq, &qq);
+  blast_init(b, s.databytes, content ? content_put : putqq, &qq);
   io_rate(setting_ulong("DATAGRACE", DATAGRACE_DEF), setting_ulong("DATAMINRATE", DATAMINRATE_DEF));
   for (;;) {
     size_t used;
@@ -701,13 +704,20 @@ static void smtp_data(const char *arg)
   struct blast b;
   const char *qqx;
   unsigned long qp;
+  int content;
   (void)arg;
   if (!s.seenmail) { err_wantmail(); return; }
   if (!s.nrcpt) { say_qmail(503, "RCPT first", "5.5.1", "order", 0); return; }
   s.seenmail = 0;
   d = run_checks(STAGE_DATA);
   if (d.code >= 400) { reply(&d); return; }
-  if (qq_open(&qq) == -1) { say_qmail(451, "qqt failure", "4.3.0", "qqt", 0); return; }
+  d = content_begin(&s, &content, putqq, &qq);  /* clamd is connected before the 354 */
+  if (d.code >= 400) { reply(&d); return; }
+  if (qq_open(&qq) == -1) {
+    content_end();
+    say_qmail(451, "qqt failure", "4.3.0", "qqt", 0);
+    return;
+  }
   qp = (unsigned long)qq.pid;
   say(354, "go ahead");
   qq_received(&qq, protocol(), s.local, s.remoteip, s.remotehost, s.remoteinfo,
@@ -719,11 +729,16 @@ static void smtp_data(const char *arg)
     if ((h = tarpit_header())) qq_put(&qq, h, strlen(h));  /* GREYLISTHEADER */
     if ((h = rules_tags())) qq_put(&qq, h, strlen(h));  /* tag rules */
   }
-  blast(&b);
+  blast(&b, content);
   s.hops = b.hops;
   s.msgbytes = b.bytes;
   s.msgoverflow = b.overflow;
   d = run_checks(STAGE_DATA_END);
+  if (content && d.code < 400 && content_release(putqq, &qq) == -1) {
+    d.code = 451; d.esc = "4.3.0"; d.text = "temporary content check failure";
+    d.reason = "spool"; d.qmail = 0;
+  }
+  if (content) content_end();
   if (d.code >= 400) qq_fail(&qq);
   qqx = qq_close(&qq, s.mailfrom.s, s.mailfrom.len, s.rcptto.s, s.rcptto.len);
   if (d.code >= 400) { reply(&d); return; }

@@ -199,7 +199,7 @@ static void parser_cases(void)
     {"observe noto to=a@b.test \"550 5.7.1 no %T\"", RS_DEFAULT, "f:1: observe noto to=a@b.test \"550 5.7.1 no %T\"\n"},
     {"defer if fcrdns=temp \"450 4.7.25 later\"", RS_DEFAULT, "f:1: defer fcrdns=temp \"450 4.7.25 later\"\n"},
     {"tarpit 5 if dynamic=yes", RS_DEFAULT, "f:1: tarpit 5 dynamic=yes\n"},
-    {"set GREYLIST=1 SPAMSCAN=1 if to=*@x.test", RS_DEFAULT, "f:1: set GREYLIST=1 SPAMSCAN=1 to=*@x.test\n"},
+    {"set GREYLIST=1 SPAMD=1 if to=*@x.test", RS_DEFAULT, "f:1: set GREYLIST=1 SPAMD=1 to=*@x.test\n"},
     {"tag \"X-Seen: yes\" if country=CN,RU", RS_DEFAULT, "f:1: tag X-Seen: yes country=cn,ru\n"},
     {"deny size>10000000", RS_DEFAULT, "f:1: deny size>10000000\n"},
     {"deny dnsblscore>=2", RS_DEFAULT, "f:1: deny dnsblscore>=2\n"},
