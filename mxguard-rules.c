@@ -625,7 +625,12 @@ int main(int argc, char **argv)
     return r;
   }
   if (argc >= 2 && !strcmp(argv[1], "show")) return show(argc > 2 ? argv[2] : 0);
+  if (argc >= 2 && !strcmp(argv[1], "settings")) {  /* the names "set" takes */
+    const struct rules_setting *r;
+    for (r = rules_settings; r->name; ++r) printf("%-18s %s\n", r->name, r->what);
+    return 0;
+  }
   if (argc >= 2 && !strcmp(argv[1], "explain")) return explain(argc - 2, argv + 2);
-  fprintf(stderr, "usage: mxguard-rules compile | check | show [KEY] | explain --ip IP --rcpt ADDR ...\n");
+  fprintf(stderr, "usage: mxguard-rules compile | check | show [KEY] | settings | explain --ip IP --rcpt ADDR ...\n");
   return 100;
 }
