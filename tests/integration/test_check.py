@@ -160,13 +160,13 @@ def setup_fixtures():
             r'control/instruct\.cdb', 'warning')
     finding('instruct_broken', {'control/instruct.cdb': goodi[:2100]}, {'control/instruct.cdb': goodi},
             r'control/instruct\.cdb', 'error')
-    tr_bad = tcprules(os.path.join(T, 'tcp-bad.cdb'), '127.:allow,TARPITCOUNT="3",RELAYCLIENT=""\n')
+    tr_bad = tcprules(os.path.join(T, 'tcp-bad.cdb'), '127.:allow,NOPBS="1",RELAYCLIENT=""\n')
     tr_good = tcprules(os.path.join(T, 'tcp-good.cdb'), '127.:allow,RELAYCLIENT="",DATABYTES="10"\n')
 
     @case
     def tcprules_foreign():
         rc, out = run(home(), tr_bad)
-        check(re.search(r'^%s: warning: TARPITCOUNT \(qmail-ldap\)' % re.escape(tr_bad), out, re.M), out)
+        check(re.search(r'^%s: warning: NOPBS \(qmail-ldap\)' % re.escape(tr_bad), out, re.M), out)
         eq(rc, 1, 'exit status')
         eq(run(home(), tr_good), (0, ''), 'good tcprules')
 
