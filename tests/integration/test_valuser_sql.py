@@ -186,7 +186,7 @@ def test_rules_table(home, db):
     check(p.returncode == 0, "sql rules: no table is no rows", p.stderr)
     sql = ("CREATE TABLE vpopmail.mxguard_rules (scope varchar(255) NOT NULL PRIMARY KEY, rules text NOT NULL);"
            "INSERT INTO vpopmail.mxguard_rules VALUES ('alice@sqld.example', "
-           "'deny if from=*@alicehates.example \"550 5.7.1 alice says no\"\\r\\nset SPAMD=1'),"
+           "'deny if from=*@alicehates.example \"550 5.7.1 alice says no\"\\r\\nset SPAMTAG=5'),"
            "('sqld.example', 'deny if from=*@domainhates.example');")
     subprocess.run(["mariadb", "--no-defaults", "--socket=" + db.sock, "-uroot"], input=sql.encode(),
                    check=True, capture_output=True)
@@ -196,7 +196,7 @@ def test_rules_table(home, db):
     check(p.returncode == 0, "sql rules: compile", p.stderr)
     out = subprocess.run([rules, "show", "Ualice@sqld.example"], env=env, capture_output=True, text=True).stdout
     check("mysql:alice@sqld.example:1: deny from=*@alicehates.example" in out and
-          "mysql:alice@sqld.example:2: set SPAMD=1" in out, "sql rules: the user's row", out)
+          "mysql:alice@sqld.example:2: set SPAMTAG=5" in out, "sql rules: the user's row", out)
     out = subprocess.run([rules, "show", "Dsqld.example"], env=env, capture_output=True, text=True).stdout
     check("control/rules.d/sqld.example:1" in out and "mysql:sqld.example:1" in out and
           out.index("control/rules.d/sqld.example:1") < out.index("mysql:sqld.example:1"),
