@@ -145,7 +145,7 @@ tests/t_dynptr: tests/t_dynptr.c tests/check.h tests/.dir
 	$(COMPILE) -o $@ $(SRC)/tests/t_dynptr.c
 # shipped defaults (control/README): copied into the qmail home's control/ where absent, so
 # an admin's edited copy survives; each through a temporary name and a rename
-CONTROL_DEFAULTS = dynamicptr tlds
+CONTROL_DEFAULTS = dynamicptr tlds badattach signatures headerblock
 install-control:
 	mkdir -p $(DESTDIR)$(QMAILHOME)/control
 	for f in $(CONTROL_DEFAULTS); do d=$(DESTDIR)$(QMAILHOME)/control/$$f; \

@@ -109,7 +109,7 @@ def test_install_control(srv):
     with open(os.path.join(home, 'control', 'dynamicptr')) as f:
         eq(f.read(), '# mine\n^my-dsl-\n', 'edited dynamicptr after a second install')
     check(os.path.exists(os.path.join(home, 'control', 'tlds')), 'removed tlds not reinstalled')
-    eq(sorted(os.listdir(os.path.join(home, 'control'))), ['dynamicptr', 'tlds'],
+    eq(sorted(os.listdir(os.path.join(home, 'control'))), ['badattach', 'dynamicptr', 'headerblock', 'signatures', 'tlds'],
        'files in control/ (no temporary names left)')
 
 
