@@ -74,10 +74,6 @@ const struct rules_setting rules_settings[] = {
   {"RCPTRATE_DOMAIN", "recipients per recipient domain and window (rate)"},
   {"TARPITDELAY", "seconds of tarpit per recipient (qmail-ldap)"},
   {"MAXRCPTCOUNT", "recipients per message, then 553 (qmail-ldap)"},
-  {"GREETDELAY", "seconds before the greeting"},
-  {"RCPTCHECK", "the recipient check (0 off)"},
-  {"DELAYREJECT", "answer connect/HELO/MAIL rule refusals at RCPT (default 1)"},
-  {"OBSERVE", "log refusals instead of sending them (1)"},
   {"DATAGRACE", "seconds of DATA before the minimum rate applies"},
   {"DATAMINRATE", "minimum average DATA rate, bytes per second, after the grace"},
   {0, 0},
@@ -1166,11 +1162,17 @@ static const char *getin(const char *blk, size_t len, const char *name)
   return 0;
 }
 
+static int atdata;  /* after rules_data(): the message's settings are its first recipient's */
+
 const char *rules_get(const char *name)
 {
-  const char *v = getin(cur.s, cur.len, name);
+  const char *v;
+  if (atdata) return rules_get_rcpt(0, name);
+  v = getin(cur.s, cur.len, name);
   return v ? v : getenv(name);
 }
+
+void rules_data(void) { atdata = 1; }
 
 const char *rules_get_rcpt(unsigned i, const char *name)
 {
@@ -1510,6 +1512,7 @@ void rules_accepted(void)
 
 void rules_newmail(void)
 {
+  atdata = 0;
   naccepted = 0;
   acc.len = 0;
   accoff[0] = 0;

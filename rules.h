@@ -51,6 +51,7 @@ struct decision rules_rcpt(struct session *s);
 
 void rules_accepted(void);      /* the recipient just checked was accepted (250) */
 void rules_newmail(void);       /* a new transaction: forget its recipients and tags */
+void rules_data(void);          /* DATA: rules_get answers for the first accepted recipient */
 const char *rules_tags(void);   /* header lines ("Name: value\n"...) of tag rules, or 0 */
 unsigned rules_observed(void);  /* refusals observed (not applied) in this session */
 

@@ -711,6 +711,7 @@ static void smtp_data(const char *arg)
   if (!s.seenmail) { err_wantmail(); return; }
   if (!s.nrcpt) { say_qmail(503, "RCPT first", "5.5.1", "order", 0); return; }
   s.seenmail = 0;
+  rules_data();  /* from here rules_get speaks for the message, not the last RCPT checked */
   d = run_checks(STAGE_DATA);
   if (d.code >= 400) { reply(&d); return; }
   d = content_begin(&s, &content, putqq, &qq);  /* clamd is connected before the 354 */
