@@ -344,6 +344,27 @@ def test_sender_tld_and_local_recipient(srv):
     eq(rcpt_replies(srv, 'a@b.com', ['u@example.test']), [OK], 'good TLD')
 
 
+@case
+def test_settings_reach_greylisting_and_tarpit_per_recipient(srv):
+    """a user's and a domain's rules switch greylisting and the qmail-ldap tarpit on for their
+    recipients only (tarpit.c reads them through rules_get)"""
+    compile_rules(srv, 'set GREYLISTDELAY=60\n',
+                  files={'control/rules.d/grey@example.test': 'set GREYLIST=1\n',
+                         'control/rules.d/other.test': 'set TARPITCOUNT=1 TARPITDELAY=1\n',
+                         'state/.keep': ''})
+    with srv.session() as s:
+        eq(s.reply(), banner(), 'banner')
+        eq(s.cmd('MAIL FROM:<a@fine.test>'), OK, 'MAIL')
+        eq(s.cmd('RCPT TO:<grey@example.test>'), b'451 4.7.1 greylisted, try again in 60 seconds\r\n',
+           'greylisted by its user rule')
+        eq(s.cmd('RCPT TO:<plain@example.test>'), OK, 'no greylisting for others')
+        t = time.time()
+        eq(s.cmd('RCPT TO:<x@other.test>'), OK, 'other.test')
+        took = time.time() - t
+        check(0.9 <= took < 3, 'the domain rule tarpits other.test recipients: %.2fs' % took)
+        s.cmd('QUIT')
+
+
 EXPLAIN_CASES = [
     ('127.0.0.1', 'h.test', 'a@bobhates.test', ['bob@example.test', 'alice@example.test', 'z@other.test']),
     ('127.0.0.1', 'h.test', 'x@evil.test', ['bob@example.test']),
