@@ -183,7 +183,8 @@ struct decision content_rcpt(struct session *s)
     d.code = 451; d.esc = "4.3.0"; d.text = "out of memory"; d.reason = "nomem";
     return d;
   }
-  if (classx.len == class0.len && !memcmp(classx.s, class0.s, class0.len)) return d;
+  /* two recipients without content settings have empty classes (s may be null) */
+  if (classx.len == class0.len && (!class0.len || !memcmp(classx.s, class0.s, class0.len))) return d;
   d.code = 452; d.esc = "4.5.3";
   d.text = "different content policy, send in a separate transaction";
   d.reason = "contentclass";

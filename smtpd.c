@@ -569,12 +569,12 @@ static void smtp_mail(const char *arg)
 static void smtp_rcpt(const char *arg)
 {
   struct decision d;
-  unsigned delay;
+  unsigned rulewait;
   if (!s.seenmail) { err_wantmail(); return; }
   if (!parse(arg)) { err_syntax(); return; }
   d = run_checks(STAGE_RCPT);
   if (d.code >= 400) { ++s.rcpt_bad; tarpit_rcpt_refused(&s, &d); reply(&d); return; }
-  delay = d.delay_ms;      /* tarpit rules: the wait before this 250 */
+  rulewait = d.delay_ms;  /* a tarpit rule's wait, kept over the TARPITCOUNT answer */
   d = tarpit_rcpt_ok(&s);  /* TARPITCOUNT: waits here, or 451 when the tarpit budget is spent */
   if (d.code >= 400) { ++s.rcpt_bad; reply(&d); return; }
   if (s.relayclient && !stralloc_cats(&s.rcpt, s.relayclient)) die_nomem();
@@ -594,7 +594,7 @@ static void smtp_rcpt(const char *arg)
     log_end();
   }
   {
-    unsigned ms = valuser_delay_ms() + delay;  /* harvest defence, tarpit rules */
+    unsigned ms = valuser_delay_ms() + rulewait + d.delay_ms;  /* harvest defence, tarpit rules */
     if (ms) io_wait((long)ms, 0);
   }
   say(250, "ok");
