@@ -15,60 +15,9 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 from mxtest import *  # noqa: F401,F403
+from scanners import SPAMD, spamd_ping, start_spamd, stop_spamd  # noqa: F401
 
 GTUBE = b'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
-SPAMD = {}
-
-
-def spamd_ping(addr):
-    try:
-        c = socket.create_connection(addr, timeout=2)
-        c.sendall(b'PING SPAMC/1.5\r\n\r\n')
-        r = c.recv(100)
-        c.close()
-        return r.startswith(b'SPAMD/1.5 0 PONG')
-    except OSError:
-        return False
-
-
-def start_spamd():
-    d = tempfile.mkdtemp(prefix='mxit-spamd.')
-    os.chmod(d, 0o777)
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    cmd = ['spamd', '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1', '--local',
-           '--nouser-config', '--helper-home-dir=%s' % d, '--min-children=1', '--max-children=1',
-           '--pidfile=%s/spamd.pid' % d, '--syslog=%s/spamd.log' % d]
-    if os.getuid() == 0:
-        cmd.append('--username=nobody')
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    SPAMD.update(proc=p, dir=d, addr='127.0.0.1:%d' % port)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if p.poll() is not None:
-            raise RuntimeError('spamd exited %d' % p.returncode)
-        if spamd_ping(('127.0.0.1', port)):
-            return
-        time.sleep(0.1)
-    raise RuntimeError('spamd did not start')
-
-
-def stop_spamd():
-    p = SPAMD.get('proc')
-    if p and p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if SPAMD.get('dir'):
-        shutil.rmtree(SPAMD['dir'], ignore_errors=True)
-
-
 def crlf(msg):
     return b(msg).replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
 
