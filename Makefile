@@ -271,6 +271,7 @@ bench: all
 	$(SRC)/bench/valuser
 	$(SRC)/bench/dns
 	$(SRC)/bench/tls
+	MXG_BIN=$(CURDIR) $(SRC)/bench/front
 
 clean:
 	rm -f *.o bench/*.o $(PROGS) $(TESTPROGS) $(BENCHPROGS) tests/fuzz_smtpd tests/fuzz_rules tests/fuzz_mime \

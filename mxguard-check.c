@@ -167,26 +167,18 @@ static const struct setting settings[] = {
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
-/* names other qmail patches and filters read, which mxguard does not implement (a name in
- * settings[] wins over this list) */
+/* names other qmail patches and filters read, which mxguard does not implement (no name is
+ * in both this list and settings[]; switches.c keeps the smtpd's own list for its log) */
 struct foreign { const char *name; const char *origin; };
 static const struct foreign foreign[] = {
-  {"SANITYCHECK", "qmail-ldap"}, {"BLOCKRELAYPROBE", "qmail-ldap"}, {"NOBOUNCE", "qmail-ldap"},
-  {"SMTP550DISCONNECT", "qmail-ldap"}, {"TARPITCOUNT", "qmail-ldap"}, {"TARPITDELAY", "qmail-ldap"},
-  {"MAXRCPTCOUNT", "qmail-ldap"}, {"SENDERCHECK", "qmail-ldap"}, {"LDAPSOFTOK", "qmail-ldap"},
-  {"REJECTEXEC", "qmail-ldap"}, {"RBL", "qmail-ldap"}, {"550GREETING", "qmail-ldap"},
-  {"421GREETING", "qmail-ldap"}, {"GREETDELAY", "qmail-ldap/jms1"}, {"DROPRUSHGREET", "qmail-ldap"},
-  {"NOLOCAL", "qmail-ldap"}, {"NOPBS", "qmail-ldap"}, {"TLSREQUIRED", "qmail-ldap"}, {"ALLOW_INSECURE_AUTH", "jms1"},
-  {"REQUIRE_AUTH", "jms1"}, {"ALLOW_CRAM", "jms1"}, {"FORCEAUTHMAILFROM", "sagredo"},
-  {"SMTPD_GREETDELAY", "sagredo"}, {"DROP_PRE_GREET", "sagredo/jms1"},
-  {"DISABLE_BADMAILFROM", "sagredo"}, {"LOGREGEX", "sagredo"}, {"NOBADHELO", "sagredo"},
-  {"DISABLE_MAXRCPT", "sagredo"}, {"BRTLIMIT", "sagredo"}, {"REJECTNULLSENDERS", "sagredo"},
-  {"VALIDRCPTTO", "sagredo"}, {"MOREVALIDRCPTTO_CDB", "sagredo"}, {"RCPTCHECKRELAYCLIENT", "sagredo"},
-  {"SPFBEHAVIOR", "sagredo"}, {"ALLOW_BARELF", "sagredo"}, {"DNSBLLIST", "sagredo"},
+  {"NOLOCAL", "qmail-ldap"}, {"NOPBS", "qmail-ldap"}, {"TLSREQUIRED", "qmail-ldap"},
+  {"ALLOW_INSECURE_AUTH", "jms1"}, {"REQUIRE_AUTH", "jms1"}, {"ALLOW_CRAM", "jms1"},
+  {"SMTPD_GREETDELAY", "sagredo"}, {"DROP_PRE_GREET", "sagredo/jms1"}, {"NOBADHELO", "sagredo"},
+  {"VALIDRCPTTO", "sagredo"}, {"MOREVALIDRCPTTO_CDB", "sagredo"},
+  {"RCPTCHECKRELAYCLIENT", "sagredo"}, {"SPFBEHAVIOR", "sagredo"}, {"ALLOW_BARELF", "sagredo"},
   {"ENABLE_SPP", "sagredo qmail-spp"}, {"NOSPP", "qmail-spp"}, {"SPPCONFFILE", "qmail-spp"},
   {"NOTARPIT", "tarpit patch"}, {"DKIMSIGN", "qmail-dkim"}, {"DKIMVERIFY", "qmail-dkim"},
-  {"DKIMQUEUE", "qmail-dkim"},
-  {"CHKUSER_RCPTLIMIT", "chkuser"}, {"CHKUSER_MBXQUOTA", "chkuser"},
+  {"DKIMQUEUE", "qmail-dkim"}, {"CHKUSER_RCPTLIMIT", "chkuser"}, {"CHKUSER_MBXQUOTA", "chkuser"},
   {"CHKUSER_DISABLE_VARIABLE", "chkuser"}, {"CHKUSER_SENDER_NOCHECK_VARIABLE", "chkuser"},
   {"CHKUSER_SENDER_FORMAT_NOCHECK", "chkuser"}, {"CHKUSER_SENDER_MX_NOCHECK", "chkuser"},
   {"CHKUSER_RCPT_FORMAT_NOCHECK", "chkuser"}, {"CHKUSER_RCPT_MX_NOCHECK", "chkuser"},
