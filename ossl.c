@@ -5,6 +5,8 @@
  * namespace, as valsql.c's libmariadb does) and tls.c calls it through these pointers. */
 #include <dlfcn.h>
 #include <stddef.h>
+#include <string.h>
+#include <unistd.h>
 #define OSSL_IMPL
 #include "ossl.h"
 
@@ -37,12 +39,35 @@ void ossl_errstrings(void)
   }
 }
 
+/* own - mxguard-ossl.so from the directory of the running binary (Makefile: libssl.a and
+ * libcrypto.a linked into one object with -Bsymbolic, so loading it binds ~130 symbols rather
+ * than libssl.so.3 and libcrypto.so.3's ~3 700), or 0 */
+static void *own(void)
+{
+  char path[4096];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - sizeof OSSL_OWN);
+  char *slash;
+  if (n <= 0) return 0;
+  path[n] = 0;
+  if (!(slash = strrchr(path, '/'))) return 0;
+  memcpy(slash + 1, OSSL_OWN, sizeof OSSL_OWN);
+  if (access(path, F_OK) == -1) return 0;
+  return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+}
+
+int ossl_narrow(void)
+{
+  int (*init)(void);
+  *(void **)&init = ossl_sym("mxguard_ossl_init");
+  return init ? init() : 0;
+}
+
 int ossl_load(const char **err)
 {
   static const char *failed;
   if (lib) return 0;
   if (failed) { *err = failed; return -1; }
-  if (!(lib = dlopen(OSSL_LIB, RTLD_NOW | RTLD_LOCAL))) {
+  if (!(lib = own()) && !(lib = dlopen(OSSL_LIB, RTLD_NOW | RTLD_LOCAL))) {
     failed = "cannot load " OSSL_LIB;
     *err = failed;
     return -1;

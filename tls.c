@@ -199,6 +199,9 @@ int starttls_prepare(const char **err)
       regular(STARTTLS_CLIENTCRL, 0, err) == -1)
     return -1;
   if (ossl_load(err) == -1) return -1;
+  /* with mxguard-ossl.so: fewer ciphers built at the first fetch, a cheaper name map
+   * (ossl_prov.c); with libssl.so.3 the default provider */
+  ossl_narrow();
   /* no openssl.cnf: it could name engines or providers to load; everything we need is set
    * here */
   if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS |
