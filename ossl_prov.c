@@ -28,42 +28,68 @@ void openssl_add_all_digests_int(void);
 int mxguard_ossl_init(void);
 
 #define DISPATCH_MAX 32
-#define CIPHERS_MAX 64
+#define TABLE_MAX 64
 
 static OSSL_FUNC_provider_query_operation_fn *dflt_query;
 static OSSL_DISPATCH disp[DISPATCH_MAX];
-static OSSL_ALGORITHM ciphers[CIPHERS_MAX];
-static int ciphers_made;
 
-static const char *const keep[] = {
-  "AES-128-CBC", "AES-192-CBC", "AES-256-CBC", "AES-128-ECB", "AES-192-ECB", "AES-256-ECB",
-  "AES-128-CTR", "AES-192-CTR", "AES-256-CTR", "AES-128-GCM", "AES-192-GCM", "AES-256-GCM",
-  "AES-128-CCM", "AES-192-CCM", "AES-256-CCM", "AES-128-CBC-HMAC-SHA1", "AES-256-CBC-HMAC-SHA1",
-  "AES-128-CBC-HMAC-SHA256", "AES-256-CBC-HMAC-SHA256", "ChaCha20", "ChaCha20-Poly1305",
-  "CAMELLIA-128-CBC", "CAMELLIA-192-CBC", "CAMELLIA-256-CBC", "ARIA-128-GCM", "ARIA-192-GCM",
-  "ARIA-256-GCM", "DES-EDE3-CBC", "NULL"};
+/* the ciphers of every TLS 1.2/1.3 suite of OpenSSL 3.0, the DRBG's AES-256-CTR and -ECB,
+ * 3DES and AES-CBC for PEM's encrypted keys, and NULL (eNULL suites, when configured) */
+static const char *const ciphers[] = {
+  "AES-128-CBC", "AES-256-CBC", "AES-128-ECB", "AES-256-ECB", "AES-128-CTR", "AES-256-CTR",
+  "AES-128-GCM", "AES-256-GCM", "AES-128-CCM", "AES-256-CCM", "AES-128-CBC-HMAC-SHA1",
+  "AES-256-CBC-HMAC-SHA1", "AES-128-CBC-HMAC-SHA256", "AES-256-CBC-HMAC-SHA256",
+  "ChaCha20-Poly1305", "CAMELLIA-128-CBC", "CAMELLIA-256-CBC", "ARIA-128-GCM", "ARIA-256-GCM",
+  "DES-EDE3-CBC", "NULL", 0};
+/* TLS's MAC, and the KDFs of TLS 1.2 and 1.3 */
+static const char *const macs[] = {"HMAC", 0};
+static const char *const kdfs[] = {"TLS1-PRF", "HKDF", "TLS13-KDF", 0};
+/* decoders: all but the Microsoft key formats (we read PEM and DER only) */
+static const char *const decoders_not[] = {"input=msblob", "input=pvk", 0};
 
-/* kept - the algorithm's first name is in keep[] */
-static int kept(const char *names)
+static struct filter {
+  int op;
+  const char *const *names;  /* keep these (by first name), or */
+  const char *const *props;  /* drop those whose properties contain one of these */
+  int made;
+  OSSL_ALGORITHM table[TABLE_MAX];
+} filters[] = {
+  {OSSL_OP_CIPHER, ciphers, 0, 0, {{0}}},
+  {OSSL_OP_MAC, macs, 0, 0, {{0}}},
+  {OSSL_OP_KDF, kdfs, 0, 0, {{0}}},
+  {OSSL_OP_DECODER, 0, decoders_not, 0, {{0}}},
+};
+
+/* kept - the algorithm stays in the narrowed table */
+static int kept(const struct filter *f, const OSSL_ALGORITHM *a)
 {
-  size_t i, n = strcspn(names, ":");
-  for (i = 0; i < sizeof keep / sizeof keep[0]; ++i)
-    if (strlen(keep[i]) == n && !strncasecmp(keep[i], names, n)) return 1;
-  return 0;
+  size_t i, n = strcspn(a->algorithm_names, ":");
+  if (f->names) {
+    for (i = 0; f->names[i]; ++i)
+      if (strlen(f->names[i]) == n && !strncasecmp(f->names[i], a->algorithm_names, n)) return 1;
+    return 0;
+  }
+  for (i = 0; f->props[i]; ++i)
+    if (a->property_definition && strstr(a->property_definition, f->props[i])) return 0;
+  return 1;
 }
 
 static const OSSL_ALGORITHM *query(void *provctx, int op, int *no_cache)
 {
   const OSSL_ALGORITHM *a = dflt_query(provctx, op, no_cache);
-  size_t n = 0;
-  if (op != OSSL_OP_CIPHER || !a) return a;
-  if (!ciphers_made) {
+  struct filter *f = 0;
+  size_t i, n = 0;
+  if (!a) return a;
+  for (i = 0; i < sizeof filters / sizeof filters[0]; ++i)
+    if (filters[i].op == op) f = &filters[i];
+  if (!f) return a;
+  if (!f->made) {
     for (; a->algorithm_names; ++a)
-      if (kept(a->algorithm_names) && n + 1 < CIPHERS_MAX) ciphers[n++] = *a;
-    memset(&ciphers[n], 0, sizeof ciphers[n]);
-    ciphers_made = 1;
+      if (kept(f, a) && n + 1 < TABLE_MAX) f->table[n++] = *a;
+    memset(&f->table[n], 0, sizeof f->table[n]);
+    f->made = 1;
   }
-  return ciphers;
+  return f->table;
 }
 
 static int init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in, const OSSL_DISPATCH **out,
