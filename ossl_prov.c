@@ -44,20 +44,24 @@ static const char *const ciphers[] = {
 /* TLS's MAC, and the KDFs of TLS 1.2 and 1.3 */
 static const char *const macs[] = {"HMAC", 0};
 static const char *const kdfs[] = {"TLS1-PRF", "HKDF", "TLS13-KDF", 0};
-/* decoders: all but the Microsoft key formats (we read PEM and DER only) */
+/* decoders: all but the Microsoft key formats (we read PEM and DER only) and DH keys (a DH
+ * key cannot sign, so it is in no certificate a TLS server or client authenticates with, and
+ * no DH parameters are read) */
 static const char *const decoders_not[] = {"input=msblob", "input=pvk", 0};
+static const char *const decoders_not_names[] = {"DH", "DHX", 0};
 
 static struct filter {
   int op;
   const char *const *names;  /* keep these (by first name), or */
   const char *const *props;  /* drop those whose properties contain one of these */
+  const char *const *drop;   /* and those with one of these first names */
   int made;
   OSSL_ALGORITHM table[TABLE_MAX];
 } filters[] = {
-  {OSSL_OP_CIPHER, ciphers, 0, 0, {{0}}},
-  {OSSL_OP_MAC, macs, 0, 0, {{0}}},
-  {OSSL_OP_KDF, kdfs, 0, 0, {{0}}},
-  {OSSL_OP_DECODER, 0, decoders_not, 0, {{0}}},
+  {OSSL_OP_CIPHER, ciphers, 0, 0, 0, {{0}}},
+  {OSSL_OP_MAC, macs, 0, 0, 0, {{0}}},
+  {OSSL_OP_KDF, kdfs, 0, 0, 0, {{0}}},
+  {OSSL_OP_DECODER, 0, decoders_not, decoders_not_names, 0, {{0}}},
 };
 
 /* kept - the algorithm stays in the narrowed table */
@@ -71,6 +75,8 @@ static int kept(const struct filter *f, const OSSL_ALGORITHM *a)
   }
   for (i = 0; f->props[i]; ++i)
     if (a->property_definition && strstr(a->property_definition, f->props[i])) return 0;
+  for (i = 0; f->drop[i]; ++i)
+    if (strlen(f->drop[i]) == n && !strncasecmp(f->drop[i], a->algorithm_names, n)) return 0;
   return 1;
 }
 
