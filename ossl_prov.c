@@ -43,11 +43,12 @@ static const char *const ciphers[] = {
 /* TLS's MAC, and the KDFs of TLS 1.2 and 1.3 */
 static const char *const macs[] = {"HMAC", 0};
 static const char *const kdfs[] = {"TLS1-PRF", "HKDF", "TLS13-KDF", 0};
-/* decoders: all but the Microsoft key formats (we read PEM and DER only) and DH keys (a DH
- * key cannot sign, so it is in no certificate a TLS server or client authenticates with, and
- * no DH parameters are read) */
+/* decoders: all but the Microsoft key formats (we read PEM and DER only) and the keys that
+ * cannot sign - DH, X9.42 DH, X25519, X448: no certificate a TLS server or client
+ * authenticates with, nor a CA that signed one, holds such a key, and we read no DH
+ * parameters (TLS 1.3 key shares are not decoded) */
 static const char *const decoders_not[] = {"input=msblob", "input=pvk", 0};
-static const char *const decoders_not_names[] = {"DH", "DHX", 0};
+static const char *const decoders_not_names[] = {"DH", "DHX", "X25519", "X448", 0};
 
 static struct filter {
   int op;
