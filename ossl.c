@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #define OSSL_IMPL
 #include "ossl.h"
 
@@ -45,6 +46,36 @@ void ossl_errstrings(void)
 /* own - mxguard-ossl.so from the directory of the running binary (Makefile: libssl.a and
  * libcrypto.a linked into one object with -Bsymbolic, so loading it binds ~130 symbols rather
  * than libssl.so.3 and libcrypto.so.3's ~3 700), or 0 */
+static int own_stale;
+
+#ifdef OSSL_SYSINC
+/* the system's libssl.so.3 and libcrypto.so.3 as they were when mxguard-ossl.so was linked
+ * beside this binary (path, size, mtime: the Makefile's mxguard-ossl-sys.inc) */
+static const struct syslib {
+  const char *path;
+  long long size, mtime;
+} syslibs[] = {
+#include OSSL_SYSINC
+};
+
+/* stale - 1: the system's OpenSSL is not the one mxguard-ossl.so was built from (an update,
+ * perhaps a security fix, was installed since): the system's libssl.so.3 is used until
+ * mxguard-ossl.so and mxguard-smtpd are built and installed again. 0: the same, or there is
+ * no system OpenSSL to prefer. One stat() per library. */
+static int stale(void)
+{
+  size_t i;
+  struct stat st;
+  for (i = 0; i < sizeof syslibs / sizeof syslibs[0]; ++i)
+    if (stat(syslibs[i].path, &st) == 0 &&
+        ((long long)st.st_size != syslibs[i].size || (long long)st.st_mtime != syslibs[i].mtime))
+      return 1;
+  return 0;
+}
+#else
+static int stale(void) { return 0; }
+#endif
+
 static void *own(void)
 {
   char path[4096];
@@ -55,8 +86,14 @@ static void *own(void)
   if (!(slash = strrchr(path, '/'))) return 0;
   memcpy(slash + 1, OSSL_OWN, sizeof OSSL_OWN);
   if (access(path, F_OK) == -1) return 0;
+  if (stale()) {
+    own_stale = 1;
+    return 0;
+  }
   return dlopen(path, RTLD_NOW | RTLD_LOCAL);
 }
+
+int ossl_own_stale(void) { return own_stale; }
 
 int ossl_narrow(void)
 {

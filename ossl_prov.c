@@ -26,6 +26,7 @@ int ossl_default_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPAT
 void openssl_add_all_digests_int(void);
 int mxguard_ossl_init(void);
 
+
 #define DISPATCH_MAX 32
 #define TABLE_MAX 64
 

@@ -199,6 +199,15 @@ int starttls_prepare(const char **err)
       regular(STARTTLS_CLIENTCRL, 0, err) == -1)
     return -1;
   if (ossl_load(err) == -1) return -1;
+  if (ossl_own_stale() && log_on(LOG_ERROR)) {
+    /* the system's OpenSSL was updated after mxguard-ossl.so was built: the update is used,
+     * at the old cost, until mxguard-ossl.so is built and installed again */
+    log_start("tls");
+    log_str("result", "fallback");
+    log_str("reason", "stale_" OSSL_OWN);
+    log_str("lib", OSSL_LIB);
+    log_end();
+  }
   /* with mxguard-ossl.so: fewer ciphers built at the first fetch, a cheaper name map
    * (ossl_prov.c); with libssl.so.3 the default provider */
   ossl_narrow();

@@ -2,7 +2,9 @@
 """Integration: the OpenSSL that STARTTLS loads (ossl.c, ossl_prov.c) under the real tcpserver,
 with throw-away RSA-2048 and ECDSA P-256 certificates made here by openssl. With
 mxguard-ossl.so beside the binary the session maps it and neither libssl.so.3 nor
-libcrypto.so.3; a copy of the binary without it falls back to libssl.so.3 and works the same.
+libcrypto.so.3; a copy of the binary without it falls back to libssl.so.3 and works the same,
+and so does one whose mxguard-ossl.so was built against another system OpenSSL (an update
+since) - with a log line.
 The narrowed provider loses nothing TLS can use: for every TLS 1.2 suite with RSA
 authentication and every TLS 1.3 suite, a handshake succeeds with mxguard-ossl.so exactly
 when it succeeds with libssl.so.3 (each suite alone on the client, the server allowing all),
@@ -49,15 +51,19 @@ TLS13 = ['TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_
 
 
 class Binary:
-    """the session runs this copy of mxguard-smtpd (a directory without mxguard-ossl.so)
-    instead of the build's; restored on exit"""
-    def __init__(self, srv):
+    """the session runs a copy of mxguard-smtpd in a directory of its own (dir, else a new
+    one without mxguard-ossl.so; built: one made there) instead of the build's; restored on
+    exit"""
+    def __init__(self, srv, dir=None, built=False):
         self.srv = srv
+        self.dir = dir
+        self.built = built
 
     def __enter__(self):
-        self.dir = tempfile.mkdtemp(prefix='bin.', dir=self.srv.dir)
+        self.dir = self.dir or tempfile.mkdtemp(prefix='bin.', dir=self.srv.dir)
         copy = os.path.join(self.dir, 'mxguard-smtpd')
-        shutil.copy2(mxtest.SMTPD, copy)
+        if not self.built:
+            shutil.copy2(mxtest.SMTPD, copy)
         with open(self.srv.runscript) as f:
             self.script = f.read()
         with open(self.srv.runscript, 'w') as f:
@@ -162,6 +168,37 @@ def test_fallback_libssl(srv):
             maps = session_maps(srv)
         check('libssl.so.3' in maps and 'mxguard-ossl.so' not in maps,
               'without mxguard-ossl.so beside the binary: libssl.so.3')
+
+
+@case
+def test_stale_own_object(srv):
+    """an mxguard-ossl.so built against another system OpenSSL than the installed one is not
+    used: the session takes libssl.so.3 (the update) and says so in the log"""
+    d = tempfile.mkdtemp(prefix='stale.', dir=srv.dir)
+    fake = os.path.join(d, 'libcrypto.so.3')
+    with open(fake, 'wb') as f:
+        f.write(b'the system OpenSSL at build time\n')
+    # the plain build's objects (their mtimes kept): only ossl.o, which holds the identity of
+    # the system OpenSSL, is compiled again
+    for n in os.listdir(MXG_SRC):
+        if n.endswith('.o'):
+            shutil.copy2(os.path.join(MXG_SRC, n), d)
+    r = subprocess.run(['make', '-s', '-f', os.path.join(MXG_SRC, 'Makefile'), 'SRC=' + MXG_SRC,
+                        'OSSL_SYSLIBS=' + fake, 'mxguard-smtpd', 'mxguard-ossl.so'], cwd=d,
+                       capture_output=True, timeout=300)
+    eq(r.returncode, 0, 'make recording %s (%r)' % (fake, r.stderr[-300:]))
+    srv.configure(control={'me': ME, 'servercert.pem': EC, 'rcpthosts': 'example.test\n'})
+    with Binary(srv, d, built=True):
+        maps = session_maps(srv)
+        check(os.path.join(d, 'mxguard-ossl.so') in maps, 'current: its own object is used')
+        check(b'result=fallback' not in srv.log(), 'no fallback line while current')
+        with open(fake, 'ab') as f:
+            f.write(b'updated\n')
+        maps = session_maps(srv)
+        check('libssl.so.3' in maps and 'mxguard-ossl.so' not in maps,
+              'stale: the system libssl.so.3 is used')
+        match(rb'.*\bevent=tls result=fallback reason=stale_mxguard-ossl\.so lib=libssl\.so\.3\n.*', srv.log(),
+              'log line for the stale object')
 
 
 @case
