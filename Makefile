@@ -324,7 +324,7 @@ clean-ops:
 # instead of ~3 700 (3.19 M -> 0.48 M instructions). It exports only what ossl.h, tlscache.c
 # and ossl.c look up (the list is made from those files), and ossl_prov.c's narrowed provider.
 PROGS += mxguard-ossl.so
-default all: mxguard-ossl.so
+default all install: mxguard-ossl.so
 STATIC_DLOPEN_NOTE += -e "ossl.o: in function .own.:"
 OSSL_A = $(shell $(CC) -print-file-name=libssl.a) $(shell $(CC) -print-file-name=libcrypto.a)
 mxguard-ossl.syms: ossl.h ossl.c tlscache.c $(SRC)/Makefile
