@@ -43,9 +43,6 @@ void ossl_errstrings(void)
   }
 }
 
-/* own - mxguard-ossl.so from the directory of the running binary (Makefile: libssl.a and
- * libcrypto.a linked into one object with -Bsymbolic, so loading it binds ~130 symbols rather
- * than libssl.so.3 and libcrypto.so.3's ~3 700), or 0 */
 static int own_stale;
 
 #ifdef OSSL_SYSINC
@@ -76,6 +73,9 @@ static int stale(void)
 static int stale(void) { return 0; }
 #endif
 
+/* own - mxguard-ossl.so from the directory of the running binary (Makefile: libssl.a and
+ * libcrypto.a linked into one object with -Bsymbolic, so loading it binds ~130 symbols rather
+ * than libssl.so.3 and libcrypto.so.3's ~3 700), or 0 */
 static void *own(void)
 {
   char path[4096];
