@@ -9,6 +9,8 @@ set -e
 : "${QMAILHOME:?}" "${MANDIR:?}" "${SRC:=.}"
 SMTPDUSER=${SMTPDUSER:-qmaild}
 PROGS="mxguard-smtpd mxguard-users mxguard-rules mxguard-check mxguard-stats mxguard-import mxguard-tlscache"
+# OpenSSL for STARTTLS, loaded by mxguard-smtpd from beside itself (ossl.c)
+PROGS="$PROGS mxguard-ossl.so"
 home=$DESTDIR$QMAILHOME
 man=$DESTDIR$MANDIR
 

@@ -8,6 +8,8 @@
 #include <openssl/x509.h>
 
 #define OSSL_LIB "libssl.so.3"
+/* preferred, when it lies beside the binary: the Makefile's own libssl+libcrypto object */
+#define OSSL_OWN "mxguard-ossl.so"
 
 #define OSSL_FUNCS(F) \
   F(ERR_clear_error) \
@@ -65,6 +67,13 @@ extern struct ossl ossl;
 int ossl_load(const char **err);
 /* ossl_sym - another function of the loaded library (or of libcrypto), or 0 */
 void *ossl_sym(const char *name);
+/* ossl_own_stale - 1: mxguard-ossl.so was there but built against another system OpenSSL than
+ * the one installed now, so ossl_load took libssl.so.3 */
+int ossl_own_stale(void);
+/* ossl_narrow - with mxguard-ossl.so, make its narrowed default provider (ossl_prov.c) the
+ * library's only one (and openssl.cnf unread): call right after ossl_load, before any other
+ * OpenSSL call. 1 done, 0 not (OpenSSL's default provider is then used) */
+int ossl_narrow(void);
 /* ossl_errstrings - load OpenSSL's error texts (tls.c starts without them) */
 void ossl_errstrings(void);
 

@@ -233,7 +233,7 @@ def main():
     os.makedirs(QQ)
     try:
         out = install()
-        for p in ('mxguard-smtpd', 'mxguard-check', 'mxguard-stats', 'mxguard-users'):
+        for p in ('mxguard-smtpd', 'mxguard-check', 'mxguard-stats', 'mxguard-users', 'mxguard-ossl.so'):
             st = os.stat(os.path.join(HOME, 'bin', p))
             eq(oct(st.st_mode & 0o7777), '0o755', 'mode of bin/' + p)
         check(os.path.exists(HOME + '/man/man8/mxguard-smtpd.8'), 'man page not installed')
@@ -269,6 +269,7 @@ def main():
                                          MANDIR='/var/qmail/man', SRC=MXG_SRC), capture_output=True)
         eq(r.returncode, 0, 'uninstall exit')
         check(not os.path.exists(HOME + '/bin/mxguard-smtpd'), 'uninstall left bin/mxguard-smtpd')
+        check(not os.path.exists(HOME + '/bin/mxguard-ossl.so'), 'uninstall left bin/mxguard-ossl.so')
         check(not os.path.exists(HOME + '/man/man8/mxguard-smtpd.8'), 'uninstall left the man page')
         check(os.path.exists(HOME + '/control/rcpthosts'), 'uninstall removed the configuration')
         print('PASS service.uninstall')
