@@ -379,7 +379,8 @@ static void logerr(const char *what, const char *detail)
 
 /* ip4list - csv "a.b.c.d[:port],..." as up to n IPv4 addresses sharing one port (1-65535,
  * 53 when none is written): the number of them, or 0 when the list has another shape (IPv6,
- * mixed ports, too many), which then goes to c-ares' own csv parser */
+ * mixed ports, too many) or anything c-ares' parser might judge otherwise (a leading zero, an
+ * empty entry), which then goes to c-ares' own csv parser and its verdict */
 static int ip4list(const char *csv, struct in_addr *a, int n, unsigned *port)
 {
   int k = 0;
@@ -391,6 +392,7 @@ static int ip4list(const char *csv, struct in_addr *a, int n, unsigned *port)
     if (k == n) return 0;
     for (i = 0; i < 4; ++i) {
       if (i && *csv++ != '.') return 0;
+      if (csv[0] == '0' && csv[1] >= '0' && csv[1] <= '9') return 0;  /* as inet_pton: no "01" */
       for (v = 0, d = 0; *csv >= '0' && *csv <= '9' && d < 3; ++d) v = v * 10 + (unsigned)(*csv++ - '0');
       if (!d || v > 255) return 0;
       b[i] = (unsigned char)v;

@@ -94,6 +94,14 @@ def test_control_dnsservers(srv):
 
 
 @case
+def test_leading_zero_left_to_cares(srv):
+    """a form dnsbl.c's own IPv4 reading leaves to c-ares' parser ("01") gets c-ares' verdict,
+    as before there was an own reading: c-ares 1.18.1 takes it as 1"""
+    td.conf(srv, dnsbl='bl.test\n', servers='127.0.0.01:%d' % td.DNS['port'])
+    one(srv, 'DNSSERVERS 127.0.0.01:port')
+
+
+@case
 def test_trace_sees_system_files(srv):
     """the check can fail: the same strace and parser see a program that reads /etc/passwd"""
     out = os.path.join(srv.dir, 'strace-cat.out')
