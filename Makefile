@@ -355,3 +355,12 @@ clean: clean-ossl
 clean-ossl:
 	rm -f mxguard-ossl.syms mxguard-ossl.map mxguard-ossl-sys.inc
 .PHONY: clean-ossl
+# issue 14 item 2 (start-up): every variable in its own section, laid out by the linker in
+# order of alignment, so the small ones a session touches share a few pages instead of one
+# page each between the large buffers: 7 fewer page faults per session (bench/startup).
+COMPILE += -fdata-sections
+LINK += -Wl,--sort-section=alignment
+bench: bench-startup
+bench-startup: all
+	MXG_BIN=$(CURDIR) $(SRC)/bench/startup
+.PHONY: bench-startup

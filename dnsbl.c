@@ -377,17 +377,59 @@ static void logerr(const char *what, const char *detail)
   log_end();
 }
 
+/* ip4list - csv "a.b.c.d[:port],..." as up to n IPv4 addresses sharing one port (1-65535,
+ * 53 when none is written): the number of them, or 0 when the list has another shape (IPv6,
+ * mixed ports, too many) or anything c-ares' parser might judge otherwise (a leading zero, an
+ * empty entry), which then goes to c-ares' own csv parser and its verdict */
+static int ip4list(const char *csv, struct in_addr *a, int n, unsigned *port)
+{
+  int k = 0;
+  unsigned p0 = 0;
+  while (*csv) {
+    unsigned char b[4];
+    unsigned v, p = 53;
+    int i, d;
+    if (k == n) return 0;
+    for (i = 0; i < 4; ++i) {
+      if (i && *csv++ != '.') return 0;
+      if (csv[0] == '0' && csv[1] >= '0' && csv[1] <= '9') return 0;  /* as inet_pton: no "01" */
+      for (v = 0, d = 0; *csv >= '0' && *csv <= '9' && d < 3; ++d) v = v * 10 + (unsigned)(*csv++ - '0');
+      if (!d || v > 255) return 0;
+      b[i] = (unsigned char)v;
+    }
+    if (*csv == ':') {
+      ++csv;
+      for (p = 0, d = 0; *csv >= '0' && *csv <= '9' && d < 5; ++d) p = p * 10 + (unsigned)(*csv++ - '0');
+      if (!d || !p || p > 65535) return 0;
+    }
+    if (*csv && *csv++ != ',') return 0;
+    if (k && p != p0) return 0;
+    p0 = p;
+    memcpy(&a[k++], b, 4);
+  }
+  *port = p0;
+  return k;
+}
+
 /* channel - the session's c-ares channel, made on first need; 0 or -1 (checks fail open/4xx).
- * When the servers are configured here, every setting c-ares would otherwise look up in
- * /etc/resolv.conf (and nsswitch.conf, host.conf) is given as an option - no servers yet,
- * no search domains (ares_query never searches), no sortlist, ndots 1 - so it reads no file,
- * and the servers are set after. */
+ * What c-ares would otherwise work out for features dnsbl.c never uses is given as an option:
+ * no search domains and ndots 1 (ares_query never searches: no gethostname), no sortlist
+ * (only ares_gethostbyname sorts), lookups "b" (no nsswitch.conf, host.conf). When the
+ * servers are configured here too, every setting c-ares would look up in /etc/resolv.conf is
+ * given and it reads no file for its configuration; IPv4 servers on one port (the usual
+ * shape) go in as ARES_OPT_SERVERS and ARES_OPT_UDP_PORT/TCP_PORT, any other list through
+ * ares_set_servers_ports_csv after. What c-ares 1.18.1 still does in ares_init_options, with
+ * no option to skip it, is the floor of the channel's cost (see bench/dns): 3 073 list heads
+ * for its query tables and an RC4 key schedule seeded from /dev/urandom. */
 static int channel(void)
 {
   struct ares_options o;
+  struct in_addr ip4[8];
   const char *csv;
-  int tmo, mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS | ARES_OPT_SOCK_STATE_CB;
-  int given;
+  int tmo, mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS | ARES_OPT_SOCK_STATE_CB |
+                  ARES_OPT_DOMAINS | ARES_OPT_SORTLIST | ARES_OPT_NDOTS;
+  int given, n4 = 0;
+  unsigned port = 53;
   if (chok) return chok > 0 ? 0 : -1;
   chok = -1;
   if ((given = servers(&csv)) == -1) {
@@ -395,10 +437,18 @@ static int channel(void)
     return -1;
   }
   memset(&o, 0, sizeof o);
+  o.ndomains = o.nsort = 0;
+  o.ndots = 1;
   if (given) {
-    mask |= ARES_OPT_SERVERS | ARES_OPT_DOMAINS | ARES_OPT_SORTLIST | ARES_OPT_NDOTS;
-    o.nservers = o.ndomains = o.nsort = 0;
-    o.ndots = 1;
+    mask |= ARES_OPT_SERVERS;
+    if ((n4 = ip4list(csv, ip4, sizeof ip4 / sizeof ip4[0], &port)) > 0) {
+      o.servers = ip4;
+      o.nservers = n4;
+      if (port != 53) {
+        mask |= ARES_OPT_UDP_PORT | ARES_OPT_TCP_PORT;
+        o.udp_port = o.tcp_port = (unsigned short)port;
+      }
+    }
   }
   tmo = (int)(budget / 4);
   o.timeout = tmo < 50 ? 50 : tmo;
@@ -410,7 +460,7 @@ static int channel(void)
     logerr("init", 0);
     return -1;
   }
-  if (given && ares_set_servers_ports_csv(ch, csv) != ARES_SUCCESS) {
+  if (given && !n4 && ares_set_servers_ports_csv(ch, csv) != ARES_SUCCESS) {
     logerr("servers", envval[E_DNSSERVERS] ? envval[E_DNSSERVERS] : "control/dnsservers");
     ares_destroy(ch);
     return -1;

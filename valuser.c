@@ -65,7 +65,8 @@ static struct cmap locals, percenthack, goodmail;
 static struct vmap vdom;
 static stralloc envnoathost;
 static int usecdb, usesql, useldap;
-static int assignstale;         /* users/assign newer than users/cdb (or no users/cdb) */
+static int assignstale;         /* users/assign newer than users/cdb (or no users/cdb); -1 not
+                                  * looked at yet (only a local recipient on the qmail path needs it) */
 static int aliasonly;           /* qmail-ldap without ldaplocaldelivery: LDAP, then ~alias */
 static unsigned noop_logged;    /* "no opinion" reasons already logged in this session */
 static const char *noop_why, *noop_detail;  /* set by noopinion() for the lookup in progress */
@@ -217,13 +218,18 @@ static int load(void)
     if (r && !stralloc_0(&locals.sa)) return loadfail("control/me");
   }
   if (vmap_load(&vdom, "control/virtualdomains") == -1) return loadfail("control/virtualdomains");
-  assignstale = 0;
-  if (stat("users/assign", &st) == 0) {  /* qmail-newu not run: deliveries use the new one */
-    struct stat cst;
-    if (stat("users/cdb", &cst) == -1 ? errno == ENOENT : cst.st_mtime < st.st_mtime)
-      assignstale = 1;
-  }
+  assignstale = -1;
   return loaded = 1;
+}
+
+/* stale - users/assign newer than users/cdb: qmail-newu was not run, deliveries use the new one */
+static int stale(void)
+{
+  struct stat st, cst;
+  if (assignstale == -1)
+    assignstale = stat("users/assign", &st) == 0 &&
+                  (stat("users/cdb", &cst) == -1 ? errno == ENOENT : cst.st_mtime < st.st_mtime);
+  return assignstale;
 }
 
 void valuser_reset(void)
@@ -863,7 +869,7 @@ static void lookup(const char *addr, size_t len, int live, struct vu_result *res
   }
   if (!stralloc_0(&dom)) { temp(res, "qmail", "nomem", 0, 0); return; }
   if (useldap && ldap(&l, &dom, res)) return;
-  if (assignstale && !aliasonly) {
+  if (!aliasonly && stale()) {
     noopinion(res, "qmail", "assign", "users/assign is newer than users/cdb (qmail-newu not run)");
     return;
   }
