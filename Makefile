@@ -316,3 +316,12 @@ clean: clean-ops
 clean-ops:
 	rm -f mxguard-check mxguard-stats mxguard-import
 .PHONY: install uninstall clean-ops
+# ---- mxguard-front (issue 14 item 5): the optional persistent listener in place of tcpserver
+PROGS += mxguard-front
+default all: mxguard-front
+FRONT_OBJS = mxguard-front.o instruct.o control.o dnsbl.o io.o log.o
+mxguard-front: $(FRONT_OBJS) conf-ld
+	$(LINK) -o $@ $(FRONT_OBJS) $(LIBS) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+	test -f $@
+mxguard-front.o: mxguard-front.c control.h dnsbl.h instruct.h log.h decision.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-front.c -o $@
