@@ -9,6 +9,7 @@ set -e
 : "${QMAILHOME:?}" "${MANDIR:?}" "${SRC:=.}"
 SMTPDUSER=${SMTPDUSER:-qmaild}
 PROGS="mxguard-smtpd mxguard-users mxguard-rules mxguard-check mxguard-stats mxguard-import mxguard-tlscache"
+PROGS="$PROGS mxguard-front"
 home=$DESTDIR$QMAILHOME
 man=$DESTDIR$MANDIR
 

@@ -71,7 +71,7 @@ struct child { pid_t pid; unsigned char addr[16]; };
 struct zone { struct dnsbl_zone z; };
 
 /* options */
-static int verbose = 0, quiet = 0, flagU = 0;
+static int verbose = 0, quiet = 0, flagU = 0, lookups = 0;
 static unsigned long maxchild = 40, maxhold = 0, backlog = 20, peripmax = 0;
 static stralloc perip_msg;
 static const char *rulescdb, *instructcdb, *localname;
@@ -303,7 +303,10 @@ static struct conn *conn_new(void)
 static void conn_free(struct conn *c, int closefd)
 {
   int idx = (int)(c - conns), last;
-  if (c->watching) watch(c, 0);
+  /* close() ends the registration (no other process has this socket: a child's copy was
+   * unwatched in hand_on); otherwise say so */
+  if (c->watching && !closefd) watch(c, 0);
+  c->watching = 0;
   if (closefd && c->fd >= 0) close(c->fd);
   c->fd = -1;
   c->phase = PH_FREE;
@@ -333,7 +336,6 @@ static void say(int fd, const char *s)
 static void close_client(struct conn *c)
 {
   drain(c->fd);
-  shutdown(c->fd, SHUT_WR);
   conn_free(c, 1);
 }
 
@@ -589,7 +591,8 @@ static void dns_setup(void)
   static stralloc sa, csv;
   struct ares_options o;
   const char *x = getenv("FRONTDNSBL");
-  int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS | ARES_OPT_SOCK_STATE_CB;
+  int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS | ARES_OPT_SOCK_STATE_CB |
+    ARES_OPT_FLAGS;
   int given;
   size_t i;
   if (x) {  /* zones separated by blanks */
@@ -624,6 +627,7 @@ static void dns_setup(void)
   o.timeout = (int)(dnsbudget / 4 < 50 ? 50 : dnsbudget / 4);
   o.tries = 2;
   o.lookups = (char *)"b";
+  o.flags = ARES_FLAG_STAYOPEN;  /* a daemon: no socket, connect and close per query */
   o.sock_state_cb = sockstate;
   if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS ||
       ares_init_options(&ch, &o, mask) != ARES_SUCCESS)
@@ -1120,7 +1124,8 @@ int main(int argc, char **argv)
       case 'U': flagU = 1; break;
       case 'l': localname = optarg; break;
       case 'b': if (num(optarg, &backlog) == -1) usage(); break;
-      case 'R': case 'H': case 'h': case 'p': case 'P': break;  /* no lookups at all: see the man page */
+      case 'R': case 'H': break;  /* what the front does anyway: no ident, no name lookups */
+      case 'h': case 'p': case 'P': lookups = opt; break;  /* accepted, said at start: never done */
       default: usage();
     }
   }
@@ -1171,6 +1176,13 @@ int main(int argc, char **argv)
     log_ulong("max_children", maxchild);
     log_ulong("max_held", maxhold);
     log_ulong("zones", (unsigned long)nzones);
+    log_end();
+  }
+  if (lookups && log_on(LOG_ERROR)) {
+    char o[3] = {'-', (char)lookups, 0};
+    log_start("front");
+    log_str("warning", "no remote host name lookups: TCPREMOTEHOST stays unset as with -H");
+    log_str("option", o);
     log_end();
   }
   for (;;) {

@@ -210,7 +210,7 @@ def test_total_concurrency(srv):
 @case
 def test_per_ip_concurrency(srv):
     reset_children()
-    with Listener(srv, ['-C', '2:busy\\r\\n'], [WRAP] + ECHO) as f:
+    with Listener(srv, ['-v', '-C', '2:busy\\r\\n'], [WRAP] + ECHO) as f:
         s1, s2 = From(f.port), From(f.port)
         eq(s1.readline(), b'hi 1 \n', 'first from 127.0.0.1 (TCPCONCURRENCY)')
         eq(s2.readline(), b'hi 2 \n', 'second from 127.0.0.1')
@@ -223,6 +223,9 @@ def test_per_ip_concurrency(srv):
             s.send(b'x\n')
             s.read_until_close()
             s.close()
+        deadline = time.time() + 3  # the children are reaped (counts go down)
+        while f.text().count(b'event=end ') < 3 and time.time() < deadline:
+            time.sleep(0.01)
         s5 = From(f.port)
         eq(s5.readline(), b'hi 1 \n', 'a new one after the others ended')
         s5.send(b'x\n')
