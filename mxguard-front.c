@@ -40,7 +40,7 @@
 #include "log.h"
 
 #define ZONES_MAX 32
-#define REFUSE_MS 10000       /* the refusal dialogue's total deadline */
+#define REFUSE_MS 10000       /* the refusal dialogue's total deadline (FRONTREFUSEWAIT) */
 #define REFUSE_CMDS 5         /* commands answered before the refused client is closed */
 #define DNSBUDGET_DEFAULT 2000
 #define DELAY_MAX_MS 60000    /* tarpit.h TARPIT_DELAY_MAX */
@@ -68,7 +68,10 @@ struct conn {
 
 struct child { pid_t pid; unsigned char addr[16]; };
 
-struct zone { struct dnsbl_zone z; };
+struct zone {
+  struct dnsbl_zone z;
+  int smtpd;  /* a DNSWL of the smtpd's control/dnsbl: only ever exempts */
+};
 
 /* options */
 static int verbose = 0, quiet = 0, flagU = 0, lookups = 0;
@@ -88,10 +91,10 @@ static int readyhead = -1, readytail = -1;
 static int listening, paused;
 static long long pause_until;
 static struct zone zones[ZONES_MAX];
-static int nzones;
+static int nzones, nblock;  /* nblock: zones that list (positive weight) */
 static ares_channel ch;
 static int chok;
-static long dnsbudget = DNSBUDGET_DEFAULT;
+static long dnsbudget = DNSBUDGET_DEFAULT, refusewait = REFUSE_MS;
 static int afam;
 static volatile sig_atomic_t got_term, got_hup;
 static struct {
@@ -454,7 +457,7 @@ static void refuse_dnsbl(struct conn *c)
            c->ip, zone);
   say(c->fd, line);
   c->phase = PH_REFUSE;
-  c->deadline = now_ms() + REFUSE_MS;
+  c->deadline = now_ms() + refusewait;
   c->blen = 0;
   watch(c, 1);
 }
@@ -538,13 +541,18 @@ static void answer(void *arg, int status, int timeouts, unsigned char *abuf, int
   decide(c, now_ms());
 }
 
+/* ask - the front's zones for a client it may refuse (not a relay client, as the smtpd); the
+ * smtpd's DNSWL zones where a hit changes what the front does: the refusal, or the greeting
+ * delay (the smtpd does not delay a DNSWL-listed client, so neither may the front) */
 static void ask(struct conn *c)
 {
-  int i;
+  int i, own = nblock && !env_get(c, "RELAYCLIENT");
+  int theirs = (own || c->delaying) && !env_get(c, "DNSBLSKIP") && !env_get(c, "RBLSMTPD");
   if (!chok) return;
   for (i = 0; i < nzones; ++i) {
     char name[400];
     uintptr_t a = (uintptr_t)(c - conns) << 40 | (uintptr_t)i << 32 | c->gen;
+    if (!(zones[i].smtpd ? theirs : own)) continue;
     if (dnsbl_revname(name, sizeof name, c->ip, zones[i].z.name) < 0) continue;
     ++c->pending;
     ares_query(ch, name, ns_c_in, ns_t_a, answer, (void *)a);
@@ -582,7 +590,7 @@ static int addzone(const char *line, const char *src)
 {
   if (nzones >= ZONES_MAX) { errno = 0; die("too many zones (32)", src); }
   if (dnsbl_parse_zone(line, &zones[nzones].z) == -1) { errno = 0; die("bad zone", line); }
-  ++nzones;
+  if (zones[nzones++].z.weight > 0) ++nblock;
   return 0;
 }
 
@@ -611,6 +619,30 @@ static void dns_setup(void)
     if (r == -1) die("unable to read", "control/frontdnsbl");
     for (i = 0; r == 1 && i < sa.len; i += strlen(sa.s + i) + 1)
       if (sa.s[i] && sa.s[i] != '#') addzone(sa.s + i, "control/frontdnsbl");
+  }
+  {  /* the smtpd's DNSWL zones (negative weights in control/dnsbl), unless it reads none */
+    int r = getenv("DNSBLSKIP") || getenv("RBLSMTPD") ? 0 : control_readfile(&sa, "control/dnsbl");
+    if (r == -1) die("unable to read", "control/dnsbl");
+    for (i = 0; r == 1 && i < sa.len; i += strlen(sa.s + i) + 1) {
+      struct dnsbl_zone z;
+      if (!sa.s[i] || sa.s[i] == '#') continue;
+      if (dnsbl_parse_zone(sa.s + i, &z) == -1) {  /* the smtpd logs and skips it too */
+        log_start("front");
+        log_str("warning", "bad line skipped");
+        log_str("file", "control/dnsbl");
+        log_clients("line", sa.s + i);
+        log_end();
+        continue;
+      }
+      if (z.weight > 0 || nzones >= ZONES_MAX) { free(z.name); continue; }
+      zones[nzones].z = z;
+      zones[nzones++].smtpd = 1;
+    }
+  }
+  if ((x = getenv("FRONTREFUSEWAIT"))) {
+    unsigned long v;
+    if (num(x, &v) == -1 || v < 1 || v > 300) { errno = 0; die("bad FRONTREFUSEWAIT", x); }
+    refusewait = (long)v * 1000;
   }
   if ((x = getenv("FRONTDNSBUDGET"))) {
     unsigned long v;

@@ -354,6 +354,64 @@ def test_dnsbl_refused_without_child(srv):
 
 
 @case
+def test_refusal_deadline_is_total(srv):
+    srv.write_control('frontdnsbl', 'fbl.test\n')
+    with Listener(srv, [], smtpd(srv), env=dns_env({'FRONTREFUSEWAIT': '1'})) as f:
+        s = From(f.port, '127.0.0.2')
+        t0 = time.time()
+        eq(s.reply()[:4], b'554 ', 'refusal')
+        closed = False
+        while time.time() - t0 < 3:  # a byte every 0.1 s, never a whole line
+            try:
+                s.send(b'N')
+            except OSError:
+                closed = True
+                break
+            try:
+                s.sock.settimeout(0.1)
+                if s.sock.recv(100) == b'':
+                    closed = True
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+                break
+        t = time.time() - t0
+        s.close()
+        check(closed and 0.9 <= t < 1.8, 'closed=%s after %.2f s, expected about 1 s' % (closed, t))
+
+
+@case
+def test_held_connections_bounded(srv):
+    # -m 1: while one client waits out the delay, the next stays in the kernel's backlog
+    with Listener(srv, ['-m', '1'], smtpd(srv), env={'GREETDELAY': '1'}) as f:
+        t0 = time.time()
+        a = From(f.port)
+        b_ = From(f.port)
+        eq(a.reply(), banner(), 'first banner')
+        eq(b_.reply(), banner(), 'second banner')
+        t = time.time() - t0
+        check(1.9 <= t < 3, 'second banner after %.2f s, expected about 2 s' % t)
+        a.cmd('QUIT')
+        b_.cmd('QUIT')
+        a.close()
+        b_.close()
+
+
+@case
+def test_smtpd_dnswl_not_delayed(srv):
+    # a client on a DNSWL of the smtpd's control/dnsbl: the smtpd would not delay it, so the
+    # front hands it on at once and leaves GREETDELAY to the smtpd, which does not wait either
+    srv.configure(env=dns_env(), control={'me': ME, 'dnsbl': 'fwl.test*-1\n'})
+    with Listener(srv, [], smtpd(srv), env=dns_env({'GREETDELAY': '1'})) as f:
+        _, t = whole_session(f.port, '127.0.0.3')
+        check(t < 0.6, 'DNSWL client: banner after %.2f s' % t)
+        _, t = whole_session(f.port, '127.0.0.1')
+        check(0.95 <= t < 1.6, 'other client: banner after %.2f s' % t)
+
+
+@case
 def test_dns_down_hands_on(srv):
     reset_children()
     dead = free_port()
