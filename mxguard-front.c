@@ -262,11 +262,26 @@ static void ep_ctl(int op, int fd, unsigned events, uint64_t t)
   if (epoll_ctl(ep, op, fd, &e) == -1 && op != EPOLL_CTL_DEL) die("epoll_ctl", 0);
 }
 
-static void watch(struct conn *c, int on)
+/* watch - the client's input into the loop (on) or out; -1 when the kernel refuses (ENOMEM,
+ * max_user_watches): the caller does without, the daemon goes on */
+static int watch(struct conn *c, int on)
 {
-  if (on == c->watching) return;
-  ep_ctl(on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, EPOLLIN, tag(EV_CONN, (unsigned)(c - conns), c->gen));
+  struct epoll_event e;
+  if (on == c->watching) return 0;
+  memset(&e, 0, sizeof e);
+  e.events = EPOLLIN;
+  e.data.u64 = tag(EV_CONN, (unsigned)(c - conns), c->gen);
+  if (epoll_ctl(ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &e) == -1 && on) {
+    if (log_on(LOG_ERROR)) {
+      log_start("error");
+      log_str("what", "epoll_ctl");
+      log_str("errno", strerror(errno));
+      log_end();
+    }
+    return -1;
+  }
   c->watching = on;
+  return 0;
 }
 
 static int can_accept(void)
@@ -459,7 +474,7 @@ static void refuse_dnsbl(struct conn *c)
   c->phase = PH_REFUSE;
   c->deadline = now_ms() + refusewait;
   c->blen = 0;
-  watch(c, 1);
+  if (watch(c, 1) == -1) close_client(c);  /* no dialogue: the 554 was said */
 }
 
 /* decide - a held client after any news: refuse, hand on or keep waiting */
@@ -521,9 +536,8 @@ static void answer(void *arg, int status, int timeouts, unsigned char *abuf, int
       memcpy(b, &at[i].ipaddr, 4);
       if (dnsbl_match(&zones[zi].z, b)) hit = 1;
     }
-  } else if (status != ARES_ENOTFOUND && status != ARES_ENODATA &&
-             !(status == ARES_SUCCESS))
-    fail = 1;
+  } else if (status != ARES_ENOTFOUND && status != ARES_ENODATA)
+    fail = 1;  /* no answer, or one that does not parse: trouble, never a listing */
   if (zones[zi].z.weight < 0) {
     if (hit) c->wl = 1;
     if (fail) c->wlfail = 1;
@@ -812,9 +826,9 @@ static void delay_setup(struct conn *c)
   for (i = 0; i < exempt_nets.len; i += strlen(exempt_nets.s + i) + 1)
     if (in_net(c->addr + (v6 ? 0 : 12), v6, exempt_nets.s + i)) return;
   if (ms > DELAY_MAX_MS) ms = DELAY_MAX_MS;
+  if (watch(c, 1) == -1) return;  /* cannot see an early talker: the smtpd delays */
   c->delaying = 1;
   c->delay_end = c->start + ms;
-  watch(c, 1);
 }
 
 static int off(const char *x)
