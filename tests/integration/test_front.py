@@ -8,6 +8,7 @@ that appends a line to a file before it execs the real program."""
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,8 +84,13 @@ class Listener:
     def __enter__(self):
         return self
 
-    def __exit__(self, *a):
+    def __exit__(self, etype, *a):
         self.stop()
+        txt = self.text()
+        for marker in (b'AddressSanitizer', b'runtime error:', b'LeakSanitizer'):
+            i = txt.find(marker)
+            if i >= 0 and etype is None:
+                raise AssertionError('sanitizer: %r' % txt[max(0, i - 20):i + 300])
 
 
 class From(Session):
@@ -346,6 +352,12 @@ def test_dnsbl_refused_without_child(srv):
                 eq(s.reply(), banner(), 'banner for %s' % ip)
                 s.cmd('QUIT')
         eq(children(), 3, 'children for the clients handed on')
+        f.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 3
+        while b'event=summary' not in f.text() and time.time() < deadline:
+            time.sleep(0.01)
+        check(re.search(rb'event=summary accepted=5 handed=3 refused_dnsbl=2 .* held=0 ready=0 ',
+                        f.text()), 'summary at SIGHUP: %r' % f.text()[-400:])
         txt = f.text()
         eq(txt.count(b'event=refuse ip=127.0.0.2'), 2, 'refusal log lines')
         check(b'reason=dnsbl:fbl.test' in txt, 'reason in the log: %r' % txt[-500:])
@@ -493,7 +505,7 @@ def test_restart_under_supervise(srv):
             fh.write(v + '\n')
     logf = open(os.path.join(d, 'front.log'), 'wb')
     sv = subprocess.Popen(['supervise', d], stdin=subprocess.DEVNULL, stdout=logf,
-                          env={'PATH': '/usr/bin:/bin:/usr/sbin:/sbin'}, start_new_session=True)
+                          env=penv(srv), start_new_session=True)
     logf.close()
 
     def pid():
@@ -562,7 +574,7 @@ def main():
         if 'proc' in DNS:
             DNS['proc'].terminate()
             DNS['proc'].wait()
-        shutil.rmtree(T, ignore_errors=True)
+        if not os.environ.get("MXT_KEEP"): shutil.rmtree(T, ignore_errors=True)
 
 
 if __name__ == '__main__':
