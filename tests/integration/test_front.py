@@ -245,18 +245,27 @@ def test_tcprules_cdb(srv):
     src = os.path.join(T, 'rules.txt')
     cdb = os.path.join(T, 'rules.cdb')
     with open(src, 'w') as fh:
-        fh.write('127.0.0.2:deny\n127.0.0.:allow,FOO="bar"\n:allow,FOO="other"\n')
+        fh.write('127.0.0.2:deny\n127.0.0.3:allow,FOO="slow",GREETDELAY="1"\n'
+                 '127.0.0.:allow,FOO="bar"\n:allow,FOO="other"\n')
     with open(src) as fh:
         r = subprocess.run(['tcprules', cdb, cdb + '.tmp'], stdin=fh)
     eq(r.returncode, 0, 'tcprules')
-    with Listener(srv, ['-x', cdb], [WRAP] + ECHO) as f:
+    prog = [WRAP, '/bin/sh', '-c', 'echo "hi $FOO ${GREETDELAY-unset}"; read x']
+    with Listener(srv, ['-x', cdb], prog) as f:
         s = From(f.port, '127.0.0.2')
         s.closed_after(b'', what='denied client')
         s = From(f.port, '127.0.0.1')
-        eq(s.readline(), b'hi  bar\n', 'variable of the 127.0.0. prefix')
+        eq(s.readline(), b'hi bar unset\n', 'variable of the 127.0.0. prefix')
         s.send(b'x\n')
         s.close()
-        eq(children(), 1, 'children (none for the denied client)')
+        # a greeting delay from the cdb: waited out in the front, then removed
+        t0 = time.time()
+        s = From(f.port, '127.0.0.3')
+        eq(s.readline(), b'hi slow unset\n', 'GREETDELAY of the cdb, waited out by the front')
+        check(0.95 <= time.time() - t0 < 1.6, 'child after %.2f s, expected 1 s' % (time.time() - t0))
+        s.send(b'x\n')
+        s.close()
+        eq(children(), 2, 'children (none for the denied client)')
 
 
 @case
