@@ -319,9 +319,11 @@ clean-ops:
 # ---- mxguard-front (issue 14 item 5): the optional persistent listener in place of tcpserver
 PROGS += mxguard-front
 default all: mxguard-front
-FRONT_OBJS = mxguard-front.o instruct.o control.o dnsbl.o io.o log.o
+# tarpit.o for its parsers and CONNRATE's key (it brings rules.o and the rest), store.o for
+# CONNRATE in LMDB
+FRONT_OBJS = $(sort mxguard-front.o instruct.o tarpit.o store.o rules.o $(RULES_DEPS))
 mxguard-front: $(FRONT_OBJS) conf-ld
-	$(LINK) -o $@ $(FRONT_OBJS) $(LIBS) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+	$(LINK) -o $@ $(FRONT_OBJS) $(LIBS) $(LIBS_STORE) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
 	test -f $@
-mxguard-front.o: mxguard-front.c control.h dnsbl.h instruct.h log.h decision.h session.h conf-cc
+mxguard-front.o: mxguard-front.c control.h dnsbl.h instruct.h log.h store.h tarpit.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-front.c -o $@

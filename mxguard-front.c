@@ -38,6 +38,8 @@
 #include "dnsbl.h"
 #include "instruct.h"
 #include "log.h"
+#include "store.h"
+#include "tarpit.h"
 
 #define ZONES_MAX 32
 #define REFUSE_MS 10000       /* the refusal dialogue's total deadline (FRONTREFUSEWAIT) */
@@ -98,7 +100,7 @@ static long dnsbudget = DNSBUDGET_DEFAULT, refusewait = REFUSE_MS;
 static int afam;
 static volatile sig_atomic_t got_term, got_hup;
 static struct {
-  unsigned long accepted, handed, dnsbl, early, denied, perip, gone, errors, spawnfail;
+  unsigned long accepted, handed, dnsbl, early, denied, perip, connrate, gone, errors, spawnfail;
 } cnt;
 static char **baseenv;
 
@@ -237,6 +239,7 @@ static void summary(const char *event)
   log_ulong("refused_early", cnt.early);
   log_ulong("denied", cnt.denied);
   log_ulong("refused_perip", cnt.perip);
+  log_ulong("refused_connrate", cnt.connrate);
   log_ulong("gone", cnt.gone);
   log_ulong("spawn_failed", cnt.spawnfail);
   log_ulong("errors", cnt.errors);
@@ -765,27 +768,8 @@ static void iother(void *arg, const char *line)
 
 /* ---------------------------------------------------------------- GREETDELAY */
 
-/* parse_ms - tarpit.c's duration syntax: digits, optional ms/s/m/h/d; -1 bad */
-static long parse_ms(const char *x, long unit)
-{
-  unsigned long v = 0;
-  const char *p = x;
-  if (!x || *x < '0' || *x > '9') return -1;
-  while (*p >= '0' && *p <= '9') {
-    if (v > 100000000UL) return -1;
-    v = v * 10 + (unsigned long)(*p++ - '0');
-  }
-  if (!*p) return (long)v * unit;
-  if (!strcmp(p, "ms")) return (long)v;
-  if (!strcmp(p, "s")) return (long)v * 1000;
-  if (!strcmp(p, "m")) return (long)v * 60000;
-  if (!strcmp(p, "h")) return v > 500 ? -1 : (long)v * 3600000;
-  if (!strcmp(p, "d")) return v > 20 ? -1 : (long)v * 86400000;
-  return -1;
-}
-
 static stralloc exempt_nets;
-static int tarpitbudget;
+static int tarpitbudget, redis;
 
 static int in_net(const unsigned char *addr, int v6, const char *line)
 {
@@ -809,22 +793,66 @@ static int in_net(const unsigned char *addr, int v6, const char *line)
   return 1;
 }
 
+/* exempt - tarpit.c's exempt() without the DNSWL (not known yet at this point) */
+static int exempt(const struct conn *c)
+{
+  size_t i;
+  int v6 = !!strchr(c->ip, ':');
+  if (env_get(c, "RELAYCLIENT") || env_get(c, "LIMITEXEMPT")) return 1;
+  for (i = 0; i < exempt_nets.len; i += strlen(exempt_nets.s + i) + 1)
+    if (in_net(c->addr + (v6 ? 0 : 12), v6, exempt_nets.s + i)) return 1;
+  return 0;
+}
+
+/* connrate - CONNRATE as tarpit.c's conn_limits() takes it, in the same LMDB bucket: 1 the
+ * client is over it (421 here, no process), 0 go on. Taken here, it is removed from the
+ * child's environment so it is not counted twice. Left to the smtpd: Redis (a round trip
+ * would stall this loop), a bad value (the smtpd logs it), the store failing (fail open,
+ * the smtpd tries again). */
+static int connrate(struct conn *c)
+{
+  static const char *parts[3] = {"c", 0, "conn"};
+  const char *x = env_get(c, "CONNRATE");
+  char key[STORE_KEY_MAX + 1], client[64];
+  struct store_op op;
+  long lim, win, bits;
+  if (!x || !*x || redis) return 0;
+  if (tarpit_parse_rate(x, &lim, &win) == -1) return 0;
+  if (exempt(c)) return 0;
+  bits = 64;
+  if ((x = env_get(c, "RATEIPV6PREFIX")) && (bits = tarpit_parse_ms(x, 1)) < 0) return 0;
+  if (tarpit_net(client, sizeof client, c->ip, 32, (int)bits) == -1)
+    snprintf(client, sizeof client, "%.60s", c->ip);
+  parts[1] = client;
+  memset(&op, 0, sizeof op);
+  op.type = STORE_TAKE; op.key = store_key(key, parts, 3); op.n = 1;
+  op.limit = lim; op.window_s = win; op.atonce = 1;
+  if (store_run(&op, 1) == -1) return 0;
+  env_set(c, "CONNRATE", 0);
+  if (op.ok) return 0;
+  if (log_on(LOG_INFO)) {
+    log_start("limit");
+    log_str("what", "connrate");
+    log_clients("key", op.key);
+    log_ulong("count", (unsigned long)op.level);
+    log_ulong("limit", (unsigned long)op.limit);
+    log_end();
+  }
+  return 1;
+}
+
 /* delay_setup - the front waits GREETDELAY out only where tarpit.c's greetdelay() would wait
  * exactly that long for this client with no DNS fact: otherwise the program does it */
 static void delay_setup(struct conn *c)
 {
   const char *g = env_get(c, "GREETDELAY");
   long ms;
-  size_t i;
-  int v6 = !!strchr(c->ip, ':');
   if (!g) return;
   if (env_get(c, "GREETDELAY_NOPTR") || env_get(c, "GREETDELAY_DYNAMIC")) return;  /* a PTR class */
   if (env_get(c, "SMTPS")) return;            /* implicit TLS: the client speaks first */
   if (env_get(c, "TARPITBUDGET") || tarpitbudget > 0) return;  /* a site-wide budget: the store */
-  if (env_get(c, "RELAYCLIENT") || env_get(c, "LIMITEXEMPT")) return;  /* exempt: no delay */
-  if ((ms = parse_ms(g, 1000)) <= 0) return;  /* none, or bad: the program logs it */
-  for (i = 0; i < exempt_nets.len; i += strlen(exempt_nets.s + i) + 1)
-    if (in_net(c->addr + (v6 ? 0 : 12), v6, exempt_nets.s + i)) return;
+  if ((ms = tarpit_parse_ms(g, 1000)) <= 0) return;  /* none, or bad: the program logs it */
+  if (exempt(c)) return;  /* the smtpd would not delay it */
   if (ms > DELAY_MAX_MS) ms = DELAY_MAX_MS;
   if (watch(c, 1) == -1) return;  /* cannot see an early talker: the smtpd delays */
   c->delaying = 1;
@@ -990,6 +1018,14 @@ static void on_accept(int fd, struct sockaddr_storage *ss)
     snprintf(num_, sizeof num_, "%d", n);
     if (env_set(c, "TCPCONCURRENCY", num_)) goto trouble;
   }
+  if (connrate(c)) {  /* tarpit.c's reply, before the delay as there */
+    ++cnt.connrate;
+    log_conn("refuse", c, "connrate");
+    drain(c->fd);
+    say(c->fd, "421 4.7.0 too many connections from your address, try again later\r\n");
+    close_client(c);
+    return;
+  }
   delay_setup(c);
   c->dns_end = c->start + dnsbudget;
   if (nzones && !env_get(c, "RELAYCLIENT")) ask(c);
@@ -1141,6 +1177,12 @@ static void read_limits_files(void)
   if (r == 0) exempt_nets.len = 0;
   if (!getenv("TARPITBUDGET") && control_readint(&tarpitbudget, "control/tarpitbudget") == -1)
     die("unable to read", "control/tarpitbudget");
+  {
+    static stralloc sa;
+    int r2 = control_readfile(&sa, "control/redis");
+    if (r2 == -1) die("unable to read", "control/redis");
+    redis = r2 == 1 && sa.len;  /* the store is Redis: CONNRATE stays with the smtpd */
+  }
 }
 
 int main(int argc, char **argv)

@@ -433,6 +433,36 @@ def test_smtpd_dnswl_not_delayed(srv):
 
 
 @case
+def test_connrate_in_the_front(srv):
+    # CONNRATE taken by the front in the smtpd's LMDB bucket: the third connection in the
+    # window gets the smtpd's 421 from the front, without a process; the children do not
+    # count again (else the second would already be refused)
+    reset_children()
+    srv.configure(files={'state/.keep': ''})
+    with Listener(srv, [], smtpd(srv), env={'CONNRATE': '2/60'}) as f:
+        for i in range(2):
+            with From(f.port, '127.0.0.6') as s:
+                eq(s.reply(), banner(), 'banner %d' % (i + 1))
+                s.cmd('QUIT')
+        s = From(f.port, '127.0.0.6')
+        a = s.read_until_close()
+        s.close()
+        with From(f.port, '127.0.0.7') as s:
+            eq(s.reply(), banner(), 'another address has its own bucket')
+            s.cmd('QUIT')
+        check(b'reason=connrate' in f.text(), 'no refusal logged: %r' % f.text()[-300:])
+    eq(children(), 3, 'children')
+    srv.configure(files={'state/.keep': ''}, env={'CONNRATE': '2/60'})
+    for i in range(2):
+        with srv.session() as s:
+            s.reply()
+            s.cmd('QUIT')
+    s = srv.session()
+    eq(a, s.read_until_close(), 'the front\'s 421 vs. the smtpd\'s')
+    s.close()
+
+
+@case
 def test_dns_down_hands_on(srv):
     reset_children()
     dead = free_port()
