@@ -48,7 +48,7 @@ def penv(srv, extra=None):
 class Listener:
     """mxguard-front (or the real tcpserver) on a free loopback port; its stderr in a file"""
 
-    def __init__(self, srv, args, prog, env=None, tcpserver=False):
+    def __init__(self, srv, args, prog, env=None, tcpserver=False, host='127.0.0.1'):
         self.log = os.path.join(T, 'front.%d.log' % time.time_ns())
         ready = b'status: 0/' if tcpserver else b'status=listening'
         if tcpserver and '-v' not in args:
@@ -56,7 +56,7 @@ class Listener:
         for attempt in range(5):
             self.port = free_port()
             with open(self.log, 'wb') as lf:
-                cmd = ['tcpserver' if tcpserver else FRONT] + args + ['127.0.0.1', str(self.port)] + prog
+                cmd = ['tcpserver' if tcpserver else FRONT] + args + [host, str(self.port)] + prog
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                              stderr=lf, env=penv(srv, env), cwd=T)
             deadline = time.time() + 5
@@ -189,6 +189,28 @@ def test_environment_identical_to_tcpserver(srv):
           envs[0]['TCPLOCALHOST'] == 'local.test', 'tcpserver variables: %r' % envs[0])
 
 
+@case
+def test_ipv6_and_privileges(srv):
+    prog = ['/bin/sh', '-c', 'echo "$TCPLOCALIP $TCPREMOTEIP $(id -u) $(id -g)"']
+    with Listener(srv, [], prog, host='::1') as f:
+        s = socket.create_connection(('::1', f.port), timeout=5)
+        out = b''
+        while True:
+            d = s.recv(100)
+            if not d:
+                break
+            out += d
+        s.close()
+        eq(out, b'::1 ::1 %d %d\n' % (os.getuid(), os.getgid()), 'IPv6 client')
+    if os.getuid() == 0:
+        with Listener(srv, ['-u', '65534', '-g', '65533'], prog) as f:
+            with From(f.port) as s:
+                eq(s.read_until_close(), b'127.0.0.1 127.0.0.1 65534 65533\n', '-u and -g')
+        with Listener(srv, ['-U'], prog, env={'UID': '65532', 'GID': '65531'}) as f:
+            with From(f.port) as s:
+                eq(s.read_until_close(), b'127.0.0.1 127.0.0.1 65532 65531\n', '-U')
+
+
 ECHO = ['/bin/sh', '-c', 'echo "hi $TCPCONCURRENCY $FOO"; read x']
 
 
@@ -211,6 +233,27 @@ def test_total_concurrency(srv):
         b_.send(b'x\n')
         b_.close()
         a.close()
+    # two clients held at once (a delay) at -c 1: the second waits in the front's queue for
+    # the first child to end
+    with Listener(srv, ['-c', '1'], [WRAP] + ECHO, env={'GREETDELAY': '300ms'}) as f:
+        a, b_ = From(f.port), From(f.port, '127.0.0.2')
+        eq(a.readline(), b'hi  \n', 'first client')
+        try:
+            b_.readline(timeout=0.6)
+            raise AssertionError('a second child ran at -c 1')
+        except Timeout:
+            pass
+        f.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 3
+        while b'event=summary' not in f.text() and time.time() < deadline:
+            time.sleep(0.01)
+        check(b' ready=1 children=1' in f.text(), 'the second client is not in the queue: %r'
+              % f.text()[-300:])
+        a.send(b'bye\n')
+        eq(b_.readline(timeout=3), b'hi  \n', 'second client after the first ended')
+        b_.send(b'x\n')
+        for s in (a, b_):
+            s.close()
 
 
 @case
