@@ -318,7 +318,7 @@ clean-ops:
 .PHONY: install uninstall clean-ops
 # ---- mxguard-front (issue 14 item 5): the optional persistent listener in place of tcpserver
 PROGS += mxguard-front
-default all: mxguard-front
+default all install: mxguard-front
 # tarpit.o for its parsers and CONNRATE's key (it brings rules.o and the rest), store.o for
 # CONNRATE in LMDB
 FRONT_OBJS = $(sort mxguard-front.o instruct.o tarpit.o store.o rules.o $(RULES_DEPS))
