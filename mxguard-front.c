@@ -1,8 +1,8 @@
 /* mxguard-front.c - an optional persistent listener in place of tcpserver/tcpsvd. Every new
  * connection is held in one epoll loop (no thread, no fork) while the pre-greeting checks run:
  * tcprules (-x) and ipsvd instructions (-i) cdbs, the total (-c) and per-IP (-C) concurrency,
- * the greeting delay with early-talker refusal as tarpit.c does it (GREETDELAY, DROPRUSHGREET),
- * and DNSBL/DNSWL lookups through one c-ares channel kept for the daemon's lifetime
+ * CONNRATE in the smtpd's LMDB bucket, the greeting delay with early-talker refusal as
+ * tarpit.c does it (GREETDELAY, DROPRUSHGREET), and DNSBL/DNSWL lookups through one c-ares channel kept for the daemon's lifetime
  * (control/frontdnsbl or FRONTDNSBL only - never control/dnsbl, whose verdicts rules may
  * override per recipient). A listed client is answered "554 5.7.1" by the front itself and
  * closed; DNS trouble hands the client on. Survivors get a fresh process of "program args"
