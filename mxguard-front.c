@@ -477,7 +477,9 @@ static void refuse_dnsbl(struct conn *c)
   c->phase = PH_REFUSE;
   c->deadline = now_ms() + refusewait;
   c->blen = 0;
-  if (watch(c, 1) == -1) close_client(c);  /* no dialogue: the 554 was said */
+  /* no dialogue when the kernel will not watch, or when three quarters of the held slots are
+   * taken: bots kept talking must not crowd out the clients still to be checked */
+  if ((unsigned long)nused * 4 >= maxhold * 3 || watch(c, 1) == -1) close_client(c);
 }
 
 /* decide - a held client after any news: refuse, hand on or keep waiting */

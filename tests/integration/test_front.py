@@ -447,6 +447,24 @@ def test_refusal_deadline_is_total(srv):
 
 
 @case
+def test_refusals_short_when_crowded(srv):
+    # -m 4: with two refused bots still talking (3 of 4 slots with the third), the third
+    # is closed right after its 554
+    srv.write_control('frontdnsbl', 'fbl.test\n')
+    with Listener(srv, ['-m', '4'], smtpd(srv), env=dns_env()) as f:
+        bots = [From(f.port, '127.0.0.2') for _ in range(2)]
+        for b_ in bots:
+            eq(b_.reply()[:4], b'554 ', 'refusal')
+        s = From(f.port, '127.0.0.2')
+        t0 = time.time()
+        eq(s.read_until_close(timeout=3)[:4], b'554 ', 'third refusal')
+        check(time.time() - t0 < 1, 'the third bot was held')
+        eq(bots[0].cmd('NOOP')[:4], b'503 ', 'the first bot still has its dialogue')
+        for b_ in bots + [s]:
+            b_.close()
+
+
+@case
 def test_held_connections_bounded(srv):
     # -m 1: while one client waits out the delay, the next stays in the kernel's backlog
     with Listener(srv, ['-m', '1'], smtpd(srv), env={'GREETDELAY': '1'}) as f:
