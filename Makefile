@@ -364,3 +364,14 @@ bench: bench-startup
 bench-startup: all
 	MXG_BIN=$(CURDIR) $(SRC)/bench/startup
 .PHONY: bench-startup
+# ---- mxguard-front (issue 14 item 5): the optional persistent listener in place of tcpserver
+PROGS += mxguard-front
+default all install: mxguard-front
+# tarpit.o for its parsers and CONNRATE's key (it brings rules.o and the rest), store.o for
+# CONNRATE in LMDB
+FRONT_OBJS = $(sort mxguard-front.o instruct.o tarpit.o store.o rules.o $(RULES_DEPS))
+mxguard-front: $(FRONT_OBJS) conf-ld
+	$(LINK) -o $@ $(FRONT_OBJS) $(LIBS) $(LIBS_STORE) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
+	test -f $@
+mxguard-front.o: mxguard-front.c control.h dnsbl.h instruct.h log.h store.h tarpit.h decision.h session.h conf-cc
+	$(COMPILE) -c $(SRC)/mxguard-front.c -o $@

@@ -11,6 +11,7 @@ SMTPDUSER=${SMTPDUSER:-qmaild}
 PROGS="mxguard-smtpd mxguard-users mxguard-rules mxguard-check mxguard-stats mxguard-import mxguard-tlscache"
 # OpenSSL for STARTTLS, loaded by mxguard-smtpd from beside itself (ossl.c)
 PROGS="$PROGS mxguard-ossl.so"
+PROGS="$PROGS mxguard-front"
 home=$DESTDIR$QMAILHOME
 man=$DESTDIR$MANDIR
 

@@ -23,8 +23,10 @@ const char *instruct_path(void)
   return x ? x : INSTRUCT_DEFAULT;
 }
 
-/* apply - the lines of an I value */
-static void apply(char *v, size_t len, void (*warn)(const char *, const char *))
+/* instruct_lines - the lines of an I value: set(name, value) for "+NAME=VALUE", set(name, 0)
+ * for "+NAME", other(line) for every other line that is not empty or a comment */
+void instruct_lines(char *v, size_t len, void (*set)(void *arg, const char *name, const char *value),
+                    void (*other)(void *arg, const char *line), void *arg)
 {
   size_t pos = 0;
   while (pos < len) {
@@ -35,15 +37,29 @@ static void apply(char *v, size_t len, void (*warn)(const char *, const char *))
     if (line[0] == '+') {
       if (!line[1] || line[1] == '=') continue;
       eq = strchr(line + 1, '=');
-      if (eq) { *eq = 0; setenv(line + 1, eq + 1, 1); *eq = '='; }
-      else unsetenv(line + 1);
-    } else if (line[0] == 'C')
-      warn("concurrency limits belong to tcpsvd -C", line);
-    else if (line[0] == '=')
-      warn("=host DNS checks are not supported", line);
-    else
-      warn("unknown instruction", line);
+      if (eq) { *eq = 0; set(arg, line + 1, eq + 1); *eq = '='; }
+      else set(arg, line + 1, 0);
+    } else
+      other(arg, line);
   }
+}
+
+struct warner { void (*warn)(const char *, const char *); };
+
+static void envset(void *arg, const char *name, const char *value)
+{
+  (void)arg;
+  if (value) setenv(name, value, 1);
+  else unsetenv(name);
+}
+
+static void envother(void *arg, const char *line)
+{
+  struct warner *w = arg;
+  void (*warn)(const char *, const char *) = w->warn;
+  if (line[0] == 'C') warn("concurrency limits belong to tcpsvd -C", line);
+  else if (line[0] == '=') warn("=host DNS checks are not supported", line);
+  else warn("unknown instruction", line);
 }
 
 static int lookup(struct cdb *c, const char *key, size_t len)
@@ -89,10 +105,8 @@ found:
   return 1;
 }
 
-int instruct_apply(const char *path, const char *ip, const char *host, stralloc *cmd,
-                   const char **key, void (*warn)(const char *, const char *))
+int instruct_get(const char *path, const char *ip, const char *host, stralloc *v, const char **key)
 {
-  static stralloc v;
   struct cdb c = {0};  /* libowfat's cdb_init frees what it finds first */
   int fd, r;
   unsigned len;
@@ -106,20 +120,32 @@ int instruct_apply(const char *path, const char *ip, const char *host, stralloc 
   r = find(&c, ip, host, key);
   if (r != 1) { cdb_free(&c); close(fd); return r == 0 ? INSTRUCT_NONE : INSTRUCT_ERROR; }
   len = cdb_datalen(&c);
-  if (!len || len > INSTRUCT_VALUE_MAX || !stralloc_ready(&v, len + 1) ||
-      cdb_read(&c, (unsigned char *)v.s, len, cdb_datapos(&c)) == -1) {
+  if (!len || len > INSTRUCT_VALUE_MAX || !stralloc_ready(v, len + 1) ||
+      cdb_read(&c, (unsigned char *)v->s, len, cdb_datapos(&c)) == -1) {
     cdb_free(&c); close(fd);
     return INSTRUCT_ERROR;
   }
   cdb_free(&c);
   close(fd);
-  type = v.s[len - 1];
-  v.s[len - 1] = 0;
-  v.len = len - 1;
+  type = v->s[len - 1];
+  v->s[len - 1] = 0;
+  v->len = len - 1;
   switch (type) {
-    case 'I': apply(v.s, v.len, warn); return INSTRUCT_ALLOW;
+    case 'I': return INSTRUCT_ALLOW;
     case 'D': return INSTRUCT_DENY;
-    case 'X': return stralloc_copyb(cmd, v.s, v.len) && stralloc_0(cmd) ? INSTRUCT_EXEC : INSTRUCT_ERROR;
+    case 'X': return INSTRUCT_EXEC;
   }
   return INSTRUCT_NONE;  /* ipsvd: a value without a type byte is "no entry" */
+}
+
+int instruct_apply(const char *path, const char *ip, const char *host, stralloc *cmd,
+                   const char **key, void (*warn)(const char *, const char *))
+{
+  static stralloc v;
+  struct warner w;
+  int r = instruct_get(path, ip, host, &v, key);
+  w.warn = warn;
+  if (r == INSTRUCT_ALLOW) instruct_lines(v.s, v.len, envset, envother, &w);
+  if (r == INSTRUCT_EXEC && !(stralloc_copyb(cmd, v.s, v.len) && stralloc_0(cmd))) return INSTRUCT_ERROR;
+  return r;
 }

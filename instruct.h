@@ -18,4 +18,13 @@ const char *instruct_path(void);
  * key that matched. Each ignored line is reported through warn(). */
 int instruct_apply(const char *path, const char *ip, const char *host, stralloc *cmd,
                    const char **key, void (*warn)(const char *why, const char *line));
+/* instruct_get - the value of the entry for ip (and host) without applying it: the type as
+ * instruct_apply, the value without its type byte in v (NUL-terminated; I lines separated by
+ * NUL, the command for EXEC) */
+int instruct_get(const char *path, const char *ip, const char *host, stralloc *v, const char **key);
+/* instruct_lines - walks the I lines of v: set(arg, NAME, VALUE) for "+NAME=VALUE", set(arg,
+ * NAME, 0) for "+NAME", other(arg, line) for C, = and unknown lines (mxguard-front uses this
+ * for its children's environment) */
+void instruct_lines(char *v, size_t len, void (*set)(void *arg, const char *name, const char *value),
+                    void (*other)(void *arg, const char *line), void *arg);
 #endif

@@ -164,6 +164,12 @@ static const struct setting settings[] = {
   /* deadlines (io.c) */
   {"DATAGRACE", 0, "300", "seconds of DATA before DATAMINRATE applies"},
   {"DATAMINRATE", 0, "100", "minimum average DATA bytes per second"},
+  /* mxguard-front, the optional listener in place of tcpserver */
+  {"FRONTDNSBL", "control/frontdnsbl", "unset", "mxguard-front: zones refused before the greeting"},
+  {"FRONTDNSBUDGET", 0, "2000", "mxguard-front: ms its DNS answers may take"},
+  {"FRONTREFUSEWAIT", 0, "10", "mxguard-front: seconds a refused client may stay"},
+  {"UID", 0, "unset", "mxguard-front -U: the user to become"},
+  {"GID", 0, "unset", "mxguard-front -U: the group to become"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
