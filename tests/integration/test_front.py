@@ -25,14 +25,6 @@ WRAP = os.path.join(T, 'wrap')
 DNS = {}
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def penv(srv, extra=None):
     env = {'PATH': '/usr/bin:/bin:/usr/sbin:/sbin', 'COUNTFILE': COUNT}
     for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS'):

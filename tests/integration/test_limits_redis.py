@@ -24,14 +24,6 @@ PASSWORD = 'test-secret'
 REDIS = {}
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def cluster_port():
     """a port whose cluster bus port (+10000) is free and valid too"""
     import random

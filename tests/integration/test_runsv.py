@@ -15,7 +15,7 @@ import tempfile
 import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
-from mxtest import SMTPD, RECORDER  # noqa: E402
+from mxtest import SMTPD, RECORDER, free_port  # noqa: E402
 
 results = []
 
@@ -24,14 +24,6 @@ def report(ok, name, why=''):
     print('PASS runsv.%s' % name if ok else 'FAIL runsv.%s: %s' % (name, why))
     sys.stdout.flush()
     results.append(ok)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def write(path, text, mode=0o644):

@@ -32,14 +32,6 @@ def penv():
     return env
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def wait_port(port, up=True, timeout=8):
     deadline = time.time() + timeout
     while time.time() < deadline:

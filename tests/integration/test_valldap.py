@@ -56,14 +56,6 @@ USERS = [
      for i in range(20)]  # more entries than one combined search takes
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 class Slapd:
     def __init__(self, name):
         self.dir = os.path.join(TMP, name)

@@ -46,6 +46,15 @@ class Timeout(AssertionError):
     pass
 
 
+def free_port():
+    """a TCP port on 127.0.0.1 that was free a moment ago"""
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
 def b(x):
     """bytes from str (latin-1, so every byte value can be written) or bytes"""
     return x if isinstance(x, bytes) else x.encode('latin-1')
