@@ -773,36 +773,13 @@ static void iother(void *arg, const char *line)
 static stralloc exempt_nets;
 static int tarpitbudget, redis;
 
-static int in_net(const unsigned char *addr, int v6, const char *line)
-{
-  unsigned char net[16];
-  char buf[64];
-  const char *slash = strchr(line, '/');
-  size_t l = slash ? (size_t)(slash - line) : strlen(line);
-  long bits;
-  int i;
-  if (l >= sizeof buf) return 0;
-  memcpy(buf, line, l);
-  buf[l] = 0;
-  if (v6) { if (inet_pton(AF_INET6, buf, net) != 1) return 0; }
-  else if (inet_pton(AF_INET, buf, net) != 1) return 0;
-  bits = slash ? atol(slash + 1) : v6 ? 128 : 32;
-  if (bits < 0 || bits > (v6 ? 128 : 32)) return 0;
-  for (i = 0; bits > 0; ++i, bits -= 8) {
-    unsigned char m = bits >= 8 ? 0xff : (unsigned char)(0xff << (8 - bits));
-    if ((addr[i] & m) != (net[i] & m)) return 0;
-  }
-  return 1;
-}
-
 /* exempt - tarpit.c's exempt() without the DNSWL (not known yet at this point) */
 static int exempt(const struct conn *c)
 {
   size_t i;
-  int v6 = !!strchr(c->ip, ':');
   if (env_get(c, "RELAYCLIENT") || env_get(c, "LIMITEXEMPT")) return 1;
   for (i = 0; i < exempt_nets.len; i += strlen(exempt_nets.s + i) + 1)
-    if (in_net(c->addr + (v6 ? 0 : 12), v6, exempt_nets.s + i)) return 1;
+    if (tarpit_in_net(c->ip, exempt_nets.s + i)) return 1;  /* the smtpd's own test */
   return 0;
 }
 

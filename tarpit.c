@@ -197,8 +197,8 @@ static const char *client(void)
   return c;
 }
 
-/* in_net - ip inside "addr/bits" (or equal to addr) */
-static int in_net(const char *ip, const char *line)
+/* tarpit_in_net - ip inside "addr/bits" (or equal to addr): control/limitexempt's lines */
+int tarpit_in_net(const char *ip, const char *line)
 {
   char net[64], a[64], b[64];
   const char *slash = strchr(line, '/');
@@ -229,7 +229,7 @@ static int exempt(void)
     return 0;
   }
   for (i = 0; i < nets.len; i += strlen(nets.s + i) + 1)
-    if (in_net(sess->remoteip, nets.s + i)) return known = 1;
+    if (tarpit_in_net(sess->remoteip, nets.s + i)) return known = 1;
   return 0;
 }
 

@@ -45,4 +45,5 @@ long tarpit_parse_ms(const char *x, long unit_ms);   /* "5", "1500ms", "2m"; -1 
 int tarpit_parse_rate(const char *x, long *limit, long *window_s);  /* "N/T": 0, -1 */
 void tarpit_grey_sender(char *out, size_t size, const char *addr);  /* postgrey's normalising */
 int tarpit_net(char *out, size_t size, const char *ip, int v4bits, int v6bits);  /* 0, -1 */
+int tarpit_in_net(const char *ip, const char *line);  /* 1 inside, 0 not */
 #endif

@@ -486,6 +486,18 @@ def test_smtpd_dnswl_not_delayed(srv):
 
 
 @case
+def test_limitexempt_not_delayed(srv):
+    # control/limitexempt, as tarpit.c reads it (one test for both): a client inside a listed
+    # network is handed on at once, one outside waits; the smtpd does not delay it either
+    srv.configure(control={'me': ME, 'limitexempt': '127.0.0.4/31\n::1\n'})
+    with Listener(srv, [], smtpd(srv), env={'GREETDELAY': '1'}) as f:
+        _, t = whole_session(f.port, '127.0.0.5')
+        check(t < 0.6, 'exempt client 127.0.0.5: banner after %.2f s' % t)
+        _, t = whole_session(f.port, '127.0.0.6')
+        check(0.95 <= t < 1.6, 'client 127.0.0.6 outside 127.0.0.4/31: banner after %.2f s' % t)
+
+
+@case
 def test_connrate_in_the_front(srv):
     # CONNRATE taken by the front in the smtpd's LMDB bucket: the third connection in the
     # window gets the smtpd's 421 from the front, without a process; the children do not
