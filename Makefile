@@ -384,9 +384,15 @@ PROGS += mxguard-front
 default all install: mxguard-front
 # tarpit.o for its parsers and CONNRATE's key (it brings rules.o and the rest), store.o for
 # CONNRATE in LMDB
-FRONT_OBJS = $(sort mxguard-front.o instruct.o tarpit.o store.o rules.o $(RULES_DEPS))
+FRONT_OBJS = $(sort mxguard-front.o handoff.o instruct.o tarpit.o store.o rules.o $(RULES_DEPS))
 mxguard-front: $(FRONT_OBJS) conf-ld
 	$(LINK) -o $@ $(FRONT_OBJS) $(LIBS) $(LIBS_STORE) 2>&1 | { grep -v $(STATIC_DLOPEN_NOTE) || true; } >&2
 	test -f $@
-mxguard-front.o: mxguard-front.c control.h dnsbl.h instruct.h log.h store.h tarpit.h decision.h session.h conf-cc
+mxguard-front.o: mxguard-front.c control.h dnsbl.h handoff.h instruct.h log.h store.h tarpit.h decision.h session.h conf-cc
 	$(COMPILE) -c $(SRC)/mxguard-front.c -o $@
+# both ends of the front's pre-started sessions (-P): the smtpd receives, the front sends
+SMTPD_OBJS += handoff.o
+mxguard-smtpd: handoff.o
+handoff.o: handoff.c handoff.h conf-cc
+	$(COMPILE) -c $(SRC)/handoff.c -o $@
+smtpd.o: handoff.h

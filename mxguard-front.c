@@ -36,6 +36,7 @@
 #include <stralloc.h>
 #include "control.h"
 #include "dnsbl.h"
+#include "handoff.h"
 #include "instruct.h"
 #include "log.h"
 #include "store.h"
@@ -51,7 +52,8 @@
 #define LINE_MAX_ 256
 
 enum { PH_FREE, PH_CHECK, PH_REFUSE, PH_READY };
-enum { EV_LISTEN = 1, EV_SIG, EV_ARES, EV_CONN };
+enum { EV_LISTEN = 1, EV_SIG, EV_ARES, EV_CONN, EV_SPARE };
+#define SPARE_MAX 64          /* -s: pre-started programs waiting for a client */
 
 struct conn {
   int fd, phase, upos;
@@ -100,8 +102,14 @@ static long dnsbudget = DNSBUDGET_DEFAULT, refusewait = REFUSE_MS;
 static int afam;
 static volatile sig_atomic_t got_term, got_hup;
 static struct {
-  unsigned long accepted, handed, dnsbl, early, denied, perip, connrate, gone, errors, spawnfail;
+  unsigned long accepted, handed, dnsbl, early, denied, perip, connrate, gone, errors, spawnfail,
+    spared;
 } cnt;
+/* -s: spare processes of the program, started before a client comes (handoff.h) */
+static struct spare { pid_t pid; int fd, ready; } spares[SPARE_MAX];
+static unsigned long spare_want;
+static int nspare, spares_off;
+static char **spareenv;
 static char **baseenv;
 
 static long long now_ms(void)
@@ -123,7 +131,7 @@ static void die(const char *what, const char *detail)
 
 static void usage(void)
 {
-  static const char u[] = "usage: mxguard-front [-vq] [-c n] [-C n[:msg]] [-m n] [-x rules.cdb] "
+  static const char u[] = "usage: mxguard-front [-vq] [-c n] [-C n[:msg]] [-m n] [-s n] [-x rules.cdb] "
     "[-i instruct.cdb] [-u uid] [-g gid] [-U] [-l localname] [-b backlog] [-R] [-H] [-h] "
     "host port program [arg ...]\n";
   if (write(2, u, sizeof u - 1)) {}
@@ -242,6 +250,7 @@ static void summary(const char *event)
   log_ulong("refused_connrate", cnt.connrate);
   log_ulong("gone", cnt.gone);
   log_ulong("spawn_failed", cnt.spawnfail);
+  if (spare_want) log_ulong("handed_to_spare", cnt.spared);
   log_ulong("errors", cnt.errors);
   log_ulong("held", (unsigned long)nused - nready);
   log_ulong("ready", nready);
@@ -372,6 +381,117 @@ static int per_ip(const unsigned char *addr)
 }
 
 /* spawn - program (or an X instruction's sh -c) on the socket; 0, -1 */
+/* ---------------------------------------------------------------- spare processes (-s) */
+
+static void spare_drop(int k, int term)
+{
+  if (term) kill(spares[k].pid, SIGTERM);
+  close(spares[k].fd);  /* out of the epoll set with it */
+  spares[k] = spares[--nspare];
+}
+
+static void spares_stop(const char *why)
+{
+  if (!spares_off && log_on(LOG_ERROR)) {
+    log_start("error");
+    log_str("what", "spare");
+    log_str("reason", why);
+    log_str("act", "no more spare processes: a process per client from now on");
+    log_end();
+  }
+  spares_off = 1;
+  while (nspare) spare_drop(nspare - 1, 1);
+}
+
+/* spare_start - the program started with the handoff socket as 0 and 1 and HANDOFF_ENV=0 */
+static void spare_start(void)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t none, def;
+  pid_t pid;
+  int sv[2], r;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) { spares_stop("socketpair"); return; }
+  sigemptyset(&none);
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  sigaddset(&def, SIGCHLD);
+  sigaddset(&def, SIGTERM);
+  sigaddset(&def, SIGHUP);
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
+  posix_spawnattr_init(&at);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &def);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  r = posix_spawnp(&pid, prog[0], &fa, &at, prog, spareenv);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  close(sv[1]);
+  if (r) { close(sv[0]); errno = r; spares_stop("spawn"); return; }
+  fcntl(sv[0], F_SETFL, O_NONBLOCK);
+  spares[nspare].pid = pid;
+  spares[nspare].fd = sv[0];
+  spares[nspare].ready = 0;
+  ++nspare;
+  ep_ctl(EPOLL_CTL_ADD, sv[0], EPOLLIN, tag(EV_SPARE, (unsigned)sv[0], 0));
+}
+
+static void spares_fill(void)
+{
+  while (!spares_off && (unsigned long)nspare < spare_want && !got_term) spare_start();
+}
+
+/* spare_input - "R" from a spare: ready; anything else, or its end before that: the program
+ * does not take clients this way (or fails at start), so the front stops pre-starting */
+static void spare_input(int fd)
+{
+  char b[64];
+  ssize_t n;
+  int k;
+  for (k = 0; k < nspare && spares[k].fd != fd; ++k) {}
+  if (k == nspare) return;
+  n = read(fd, b, sizeof b);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n == 1 && b[0] == HANDOFF_READY && !spares[k].ready) { spares[k].ready = 1; return; }
+  if (n > 0) { spares_stop("the program does not take its client from mxguard-front (-s)"); return; }
+  if (!spares[k].ready) { spares_stop("a spare process ended before it was ready"); return; }
+  spare_drop(k, 0);  /* ended while waiting (killed): started again by spares_fill */
+}
+
+/* spare_take - c to a ready spare process: 0 handed, -1 not (none ready, or it failed) */
+static int spare_take(struct conn *c)
+{
+  int k;
+  for (k = 0; k < nspare; ++k) {
+    pid_t pid = spares[k].pid;
+    if (!spares[k].ready) continue;
+    if (handoff_send(spares[k].fd, c->env.s, c->env.len, c->fd) == -1) {
+      spare_drop(k, 1);
+      --k;
+      continue;
+    }
+    spare_drop(k, 0);
+    children[nchild].pid = pid;
+    memcpy(children[nchild].addr, c->addr, 16);
+    ++nchild;
+    ++cnt.handed;
+    ++cnt.spared;
+    if (log_on(LOG_REPLY)) {
+      log_start("handed");
+      log_str("ip", c->ip);
+      log_str("port", c->port);
+      log_ulong("child", (unsigned long)pid);
+      log_str("spare", "yes");
+      log_ulong("held_ms", (unsigned long)(now_ms() - c->start));
+      log_end();
+    }
+    return 0;
+  }
+  return -1;
+}
+
 static int spawn(struct conn *c)
 {
   posix_spawn_file_actions_t fa;
@@ -383,6 +503,7 @@ static int spawn(struct conn *c)
   int r, fl;
   fl = fcntl(c->fd, F_GETFL);
   if (fl != -1) fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);  /* the program gets a blocking socket */
+  if (!c->exec && nspare && spare_take(c) == 0) return 0;
   if (!(env = envp(c))) return -1;
   if (c->exec) {
     shargv[0] = (char *)"/bin/sh"; shargv[1] = (char *)"-c"; shargv[2] = c->cmd.s; shargv[3] = 0;
@@ -907,8 +1028,17 @@ static void reap(void)
   pid_t pid;
   while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
     unsigned long k;
+    int child = 0;
     for (k = 0; k < nchild; ++k)
-      if (children[k].pid == pid) { children[k] = children[--nchild]; break; }
+      if (children[k].pid == pid) { children[k] = children[--nchild]; child = 1; break; }
+    if (!child) {  /* a spare process */
+      int j;
+      for (j = 0; j < nspare && spares[j].pid != pid; ++j) {}
+      if (j < nspare) {
+        if (!spares[j].ready) spares_stop("a spare process ended before it was ready");
+        else spare_drop(j, 0);
+      }
+    }
     if (log_on(LOG_REPLY)) {
       log_start("end");
       log_ulong("child", (unsigned long)pid);
@@ -1172,11 +1302,12 @@ int main(int argc, char **argv)
   unsigned long v;
   extern char **environ;
   log_init();
-  while ((opt = getopt(argc, argv, "+vqc:C:m:x:i:u:g:Ul:b:RHhpP")) != -1) {
+  while ((opt = getopt(argc, argv, "+vqc:C:m:s:x:i:u:g:Ul:b:RHhpP")) != -1) {
     switch (opt) {
       case 'v': verbose = 1; quiet = 0; break;
       case 'q': quiet = 1; verbose = 0; break;
       case 'c': if (num(optarg, &maxchild) == -1 || !maxchild) usage(); break;
+      case 's': if (num(optarg, &spare_want) == -1 || spare_want > SPARE_MAX) usage(); break;
       case 'C': {
         char *colon = strchr(optarg, ':');
         if (colon) { *colon = 0; if (unescape(&perip_msg, colon + 1) == -1) usage(); }
@@ -1206,6 +1337,14 @@ int main(int argc, char **argv)
   if (control_chdir() == -1) die("unable to switch to", control_home());
   read_limits_files();
   baseenv = environ;
+  if (spare_want) {  /* the spares' environment: the front's, and the handoff socket on 0 */
+    size_t n = 0, j;
+    while (baseenv[n]) ++n;
+    if (!(spareenv = malloc((n + 2) * sizeof *spareenv))) die("out of memory", 0);
+    for (j = 0; j < n; ++j) spareenv[j] = baseenv[j];
+    spareenv[n] = (char *)HANDOFF_ENV "=0";
+    spareenv[n + 1] = 0;
+  }
   if (getrlimit(RLIMIT_NOFILE, &rl) == -1) die("getrlimit", 0);
   if (!maxhold) maxhold = maxchild * 10 < 256 ? 256 : maxchild * 10;
   if (rl.rlim_cur != RLIM_INFINITY && maxhold + 64 > rl.rlim_cur) {
@@ -1252,6 +1391,7 @@ int main(int argc, char **argv)
     log_str("option", o);
     log_end();
   }
+  spares_fill();
   for (;;) {
     struct epoll_event ev[64];
     long long now = now_ms();
@@ -1262,6 +1402,7 @@ int main(int argc, char **argv)
       int type = (int)(t >> 60);
       unsigned idx = (unsigned)(t >> 32) & 0xfffffff, gen = (unsigned)t;
       if (type == EV_LISTEN) do_accept();
+      else if (type == EV_SPARE) spare_input((int)idx);
       else if (type == EV_SIG) {
         char b[64];
         while (read(sigpipe_[0], b, sizeof b) > 0) {}
@@ -1283,6 +1424,7 @@ int main(int argc, char **argv)
     if (chok) ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     timers(now_ms());
     run_ready();
+    spares_fill();
     listener_update();
   }
 }

@@ -34,6 +34,7 @@
 #include "stock.h"
 #include "switches.h"
 #include "tarpit.h"
+#include "handoff.h"
 #include "tls.h"
 #include "version.h"
 #include "valuser.h"
@@ -1108,6 +1109,7 @@ static void args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+  if (getenv(HANDOFF_ENV)) handoff_receive();  /* mxguard-front -P: started before its client */
   signal(SIGPIPE, SIG_IGN);
   s.start_ms = io_now_ms();
   io_die = die_write;

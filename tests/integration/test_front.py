@@ -485,6 +485,98 @@ def test_smtpd_dnswl_not_delayed(srv):
         check(0.95 <= t < 1.6, 'other client: banner after %.2f s' % t)
 
 
+def front_children(pid):
+    out = []
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open('/proc/%s/stat' % d) as fh:
+                    st = fh.read()
+            except OSError:
+                continue
+            if int(st[st.rindex(')') + 2:].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+@case
+def test_spares_session_identical(srv):
+    # -s 2: two smtpd processes started before any client; a client's session is handed to
+    # one (its socket and its environment over the handoff socket) and is byte for byte the
+    # session under tcpserver, Received line and envelope included
+    with Listener(srv, ['-s', '2', '-R', '-H', '-l', LOCALNAME], smtpd(srv)) as f:
+        deadline = time.time() + 5
+        while len(front_children(f.proc.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        before = front_children(f.proc.pid)
+        eq(len(before), 2, 'spare processes before any client')
+        a, _ = whole_session(f.port)
+        with open(srv.logfile, 'rb') as fh:
+            m = re.search(rb'pid=(\d+) event=end ', fh.read())
+        check(m and int(m.group(1)) in before, 'the session was served by a process started '
+              'before the client came: %r not in %r' % (m and m.group(1), before))
+        spares = front_children(f.proc.pid)
+    b_, _ = whole_session(srv.port)
+    eq(norm(a), norm(b_), 'the session through a spare vs. under tcpserver')
+    m = srv.stored(2)
+    ra, rest_a = split_received(m[0]['msg'])
+    rb_, rest_b = split_received(m[1]['msg'])
+    eq(rest_a, rest_b, 'the stored messages after Received')
+    eq(re.sub(rb';.*', b'', ra), re.sub(rb';.*', b'', rb_), 'the Received lines without the date')
+    eq(m[0]['env'], m[1]['env'], 'the envelopes')
+    # the front ended: its spares see the handoff socket close and end too
+    deadline = time.time() + 3
+    while any(os.path.exists('/proc/%d' % p) and open('/proc/%d/stat' % p).read().split()[2] != 'Z'
+              for p in spares) and time.time() < deadline:
+        time.sleep(0.02)
+    for p in spares:
+        check(not os.path.exists('/proc/%d' % p) or open('/proc/%d/stat' % p).read().split()[2] == 'Z',
+              'spare %d still running after the front ended' % p)
+
+
+@case
+def test_spares_get_the_cdb_environment(srv):
+    # the cdb's variables reach the spare: RELAYCLIENT for 127.0.0.2 only
+    src = os.path.join(T, 'relay.txt')
+    cdb = os.path.join(T, 'relay.cdb')
+    with open(src, 'w') as fh:
+        fh.write('127.0.0.2:allow,RELAYCLIENT=""\n:allow\n')
+    with open(src) as fh:
+        eq(subprocess.run(['tcprules', cdb, cdb + '.tmp'], stdin=fh).returncode, 0, 'tcprules')
+    srv.configure(control={'me': ME, 'rcpthosts': 'example.test\n'}, env={'LOGLEVEL': '3'})
+    with Listener(srv, ['-s', '1', '-x', cdb], smtpd(srv), env={'LOGLEVEL': '3'}) as f:
+        for src_ip, want in (('127.0.0.2', b'250 '), ('127.0.0.1', b'553 '), ('127.0.0.2', b'250 ')):
+            time.sleep(0.2)  # a spare is ready again
+            s = From(f.port, src_ip)
+            eq(s.reply(), banner(), 'banner')
+            s.cmd('HELO c.test')
+            s.cmd('MAIL FROM:<a@x.test>')
+            r = s.cmd('RCPT TO:<x@elsewhere.test>')
+            eq(r[:4], want, 'relaying from %s' % src_ip)
+            s.cmd('QUIT')
+            s.close()
+        with open(srv.logfile, 'rb') as fh:
+            pids = re.findall(rb'pid=(\d+) event=end ', fh.read())
+        eq(len(pids), 3, 'sessions')
+        eq(f.text().count(b'spare=yes'), 3, 'sessions handed to a spare process')
+
+
+@case
+def test_spares_off_for_a_program_without_handoff(srv):
+    # a program that greets at once does not take its client from the front: the front sees
+    # its bytes on the handoff socket, logs it, stops pre-starting and starts a process per
+    # client as without -s
+    with Listener(srv, ['-s', '1'], ECHO) as f:
+        deadline = time.time() + 5
+        while b'what=spare' not in f.text() and time.time() < deadline:
+            time.sleep(0.02)
+        check(b'event=error what=spare' in f.text(), 'no error line: %r' % f.text()[-300:])
+        s = From(f.port)
+        eq(s.readline(), b'hi  \n', 'a process of its own for the client')
+        s.send(b'x\n')
+        s.close()
+
+
 @case
 def test_limitexempt_not_delayed(srv):
     # control/limitexempt, as tarpit.c reads it (one test for both): a client inside a listed
