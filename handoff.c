@@ -37,7 +37,7 @@ void handoff_receive(void)
   block[n] = 0;
   for (i = 0; i < (size_t)n; i += strlen(block + i) + 1) {
     char *e = block + i, *eq = strchr(e, '=');
-    if (!*e) continue;
+    if (!*e || *e == '=') continue;  /* no name: nothing a process could have been given */
     if (eq) {
       *eq = 0;
       if (setenv(e, eq + 1, 1) == -1) _exit(111);
