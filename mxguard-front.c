@@ -403,15 +403,14 @@ static void spares_stop(const char *why)
   while (nspare) spare_drop(nspare - 1, 1);
 }
 
-/* spare_start - the program started with the handoff socket as 0 and 1 and HANDOFF_ENV=0 */
-static void spare_start(void)
+/* start - argv with fd as descriptors 0 and 1, default signals, an empty signal mask: 0 and
+ * *pid, or posix_spawnp's error */
+static int start(char *const *argv, char **env, int fd, pid_t *pid)
 {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   sigset_t none, def;
-  pid_t pid;
-  int sv[2], r;
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) { spares_stop("socketpair"); return; }
+  int r;
   sigemptyset(&none);
   sigemptyset(&def);
   sigaddset(&def, SIGPIPE);
@@ -419,15 +418,25 @@ static void spare_start(void)
   sigaddset(&def, SIGTERM);
   sigaddset(&def, SIGHUP);
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fd, 0);
+  posix_spawn_file_actions_adddup2(&fa, fd, 1);
   posix_spawnattr_init(&at);
   posix_spawnattr_setsigmask(&at, &none);
   posix_spawnattr_setsigdefault(&at, &def);
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  r = posix_spawnp(&pid, prog[0], &fa, &at, prog, spareenv);
+  r = posix_spawnp(pid, argv[0], &fa, &at, argv, env);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
+  return r;
+}
+
+/* spare_start - the program started with the handoff socket as 0 and 1 and HANDOFF_ENV=0 */
+static void spare_start(void)
+{
+  pid_t pid;
+  int sv[2], r;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) { spares_stop("socketpair"); return; }
+  r = start(prog, spareenv, sv[1], &pid);
   close(sv[1]);
   if (r) { close(sv[0]); errno = r; spares_stop("spawn"); return; }
   fcntl(sv[0], F_SETFL, O_NONBLOCK);
@@ -494,9 +503,6 @@ static int spare_take(struct conn *c)
 
 static int spawn(struct conn *c)
 {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none, def;
   char **env, *shargv[4];
   char *const *argv = prog;
   pid_t pid;
@@ -509,22 +515,7 @@ static int spawn(struct conn *c)
     shargv[0] = (char *)"/bin/sh"; shargv[1] = (char *)"-c"; shargv[2] = c->cmd.s; shargv[3] = 0;
     argv = shargv;
   }
-  sigemptyset(&none);
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  sigaddset(&def, SIGCHLD);
-  sigaddset(&def, SIGTERM);
-  sigaddset(&def, SIGHUP);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, c->fd, 0);
-  posix_spawn_file_actions_adddup2(&fa, c->fd, 1);
-  posix_spawnattr_init(&at);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &def);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  r = posix_spawnp(&pid, argv[0], &fa, &at, argv, env);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
+  r = start(argv, env, c->fd, &pid);
   free(env);
   if (r) {
     errno = r;
