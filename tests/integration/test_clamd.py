@@ -20,6 +20,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 from mxtest import *  # noqa: F401,F403
+from scanners import stop_scanner  # noqa: E402
 
 EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 CLAM = {}
@@ -66,16 +67,7 @@ def start_clamd():
 
 
 def stop_clamd():
-    p = CLAM.get('proc')
-    if p and p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if CLAM.get('dir'):
-        shutil.rmtree(CLAM['dir'], ignore_errors=True)
+    stop_scanner(CLAM)
 
 
 class FakeClamd:

@@ -1,5 +1,6 @@
 """tests/lib/scanners.py - a real spamd (Debian's, shipped rules, --local) started by a test on
-a free loopback port and stopped again; shared by test_spamd.py and test_content_postfix.py.
+a free loopback port and stopped again; shared by test_spamd.py and test_content_postfix.py
+(stop_scanner also stops test_clamd.py's clamd).
 SPAMD holds proc, dir and addr ("127.0.0.1:PORT") of the one that runs."""
 import os
 import shutil
@@ -47,8 +48,9 @@ def start_spamd():
     raise RuntimeError('spamd did not start')
 
 
-def stop_spamd():
-    p = SPAMD.get('proc')
+def stop_scanner(state):
+    """stops the scanner a start function recorded in state (proc, dir) and removes its dir"""
+    p = state.get('proc')
     if p and p.poll() is None:
         p.terminate()
         try:
@@ -56,5 +58,9 @@ def stop_spamd():
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    if SPAMD.get('dir'):
-        shutil.rmtree(SPAMD['dir'], ignore_errors=True)
+    if state.get('dir'):
+        shutil.rmtree(state['dir'], ignore_errors=True)
+
+
+def stop_spamd():
+    stop_scanner(SPAMD)
